@@ -1,0 +1,1 @@
+"""Command-line entry points of this package (filled in by its module owner)."""

@@ -1,0 +1,5 @@
+"""Shared fixtures: each area keeps its own in `tests/fixtures/`, loaded here as plugins."""
+
+pytest_plugins = [
+    "tests.fixtures.services",
+]
