@@ -5,6 +5,7 @@
     │   └── DeadlineExceeded    retries ran out of time
     ├── ApiError                the proxy answered with the canonical error body
     │   ├── BadRequest          400: the request itself is wrong; do not retry
+    │   │   └── AmbiguousRoom   a room reference matches several rooms (raised by the client)
     │   ├── Unauthorized        401: token missing, wrong or expired
     │   ├── NotFound            404
     │   ├── Conflict            409: the object is in the wrong state for this call
@@ -18,6 +19,12 @@ Every httpx exception is translated at one point in the client, so callers catch
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from vdr_client._models import Room
 
 
 class VdrError(Exception):
@@ -55,6 +62,21 @@ class ApiError(VdrError):
 
 class BadRequest(ApiError):
     status_code = 400
+
+
+class AmbiguousRoom(BadRequest):
+    """A room reference (name or part of one) matches several rooms; `candidates` lists them."""
+
+    def __init__(self, ref: str, candidates: Sequence[Room], *, total: int | None = None) -> None:
+        self.ref = ref
+        self.candidates = list(candidates)
+        self.total = len(self.candidates) if total is None else total
+        shown = ", ".join(f"{room.name!r} ({room.id})" for room in self.candidates[:10])
+        more = f" and {self.total - 10} more" if self.total > 10 else ""
+        super().__init__(
+            f"{self.total} rooms match {ref!r}: {shown}{more}; give the room's id or exact name",
+            code="ambiguous_room",
+        )
 
 
 class Unauthorized(ApiError):
