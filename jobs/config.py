@@ -1,0 +1,30 @@
+"""Engine tuning from the environment (`VDR_EXPORT_*`), for operators and benchmarks."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from jobs import defaults
+
+
+class EngineConfig(BaseSettings):
+    """Limits of one export process; each field is `VDR_EXPORT_<FIELD>` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="VDR_EXPORT_", extra="ignore")
+
+    concurrency: int = Field(defaults.CONCURRENCY, ge=1)
+    max_concurrency: int = Field(defaults.MAX_CONCURRENCY, ge=1)
+    min_concurrency: int = Field(defaults.MIN_CONCURRENCY, ge=1)
+    list_concurrency: int = Field(defaults.LIST_CONCURRENCY, ge=1)
+    part_size: int = Field(defaults.PART_SIZE, ge=5 * defaults.MiB)
+    multipart_threshold: int = Field(defaults.MULTIPART_THRESHOLD, ge=5 * defaults.MiB)
+    part_uploads_per_file: int = Field(defaults.PART_UPLOADS_PER_FILE, ge=1)
+    memory_budget: int = Field(defaults.MEMORY_BUDGET, ge=16 * defaults.MiB)
+    shard_max_files: int = Field(defaults.SHARD_MAX_FILES, ge=1)
+    shard_max_bytes: int = Field(defaults.SHARD_MAX_BYTES, ge=1)
+    file_attempts: int = Field(defaults.FILE_ATTEMPTS, ge=1)
+    lease_s: float = Field(defaults.LEASE_S, gt=0)
+    reap_interval_s: float = Field(defaults.REAP_INTERVAL_S, gt=0)
+    progress_interval_s: float = Field(defaults.PROGRESS_INTERVAL_S, ge=0)
+    fsync: bool = Field(True, description="fsync each file before its rename (durability).")

@@ -1,0 +1,1 @@
+"""Alembic migrations of the jobs tables, shipped inside the package (`jobs:migrations`)."""
