@@ -18,7 +18,6 @@ from vdr_client._errors import (
     VdrError,
     error_for_status,
 )
-from vdr_client._http import hide_query_strings_in_httpx_logs
 from vdr_client._models import (
     ROOM_SORTS,
     ROOM_STATUSES,
@@ -66,5 +65,3 @@ __all__ = [
     "error_for_status",
     "parse_retry_after",
 ]
-
-hide_query_strings_in_httpx_logs()

@@ -30,7 +30,12 @@ from vdr_client._errors import (
     NotFound,
     TransportError,
 )
-from vdr_client._http import failure_from_response, httpx_errors, quote_id
+from vdr_client._http import (
+    failure_from_response,
+    hide_query_strings_in_httpx_logs,
+    httpx_errors,
+    quote_id,
+)
 from vdr_client._models import Capabilities, Item, Operation, Page, Room
 from vdr_client._redirects import resolve_host
 from vdr_client._retry import FailedAttempt, Failure, RetryBudget, RetryEvent, RetryPolicy
@@ -39,6 +44,7 @@ if TYPE_CHECKING:
     from vdr_ops.settings import Settings
 
 log = logging.getLogger("vdr.client")
+hide_query_strings_in_httpx_logs()
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -31,9 +31,6 @@ from vdr_client._retry import FailedAttempt, Failure, RetryBudget, parse_retry_a
 
 log = logging.getLogger("vdr.client")
 
-CHUNK_BYTES = 256 * 1024
-"""Bytes handed to `write` at a time; also the most one download holds in memory."""
-
 MAX_REDIRECTS = 3
 """Redirect hops one content request may take (each checked against the download hosts)."""
 
@@ -205,12 +202,13 @@ class Download:
         return etag is not None and not etag.startswith("W/") and etag == self.etag
 
     def _stream(self, response: httpx.Response) -> None:
-        # Raw bytes, as stored: offsets must count what the server counts. A response built
-        # from bytes in memory (an in-process transport) has been read already.
+        # Raw bytes as they arrive: offsets must count what the server counts, and re-chunking
+        # would hold back bytes that a cut then loses. A response built from bytes in memory
+        # (an in-process transport) has been read already.
         if response.is_stream_consumed:
-            chunks = response.iter_bytes(CHUNK_BYTES)
+            chunks = response.iter_bytes()
         else:
-            chunks = response.iter_raw(CHUNK_BYTES)
+            chunks = response.iter_raw()
         while (chunk := _next_chunk(chunks)) is not None:
             self._write(self._drop_skipped(chunk))
         if self._end is not None and self.position < self._end:
