@@ -14,7 +14,9 @@ from hypothesis import strategies as st
 from jobs.naming import MAX_COMPONENT_BYTES, assign_names, fold, safe_component
 
 names = st.text(min_size=0, max_size=400)
-sibling_lists = st.lists(st.tuples(st.uuids().map(str), names), max_size=25, unique_by=lambda e: e[0])
+sibling_lists = st.lists(
+    st.tuples(st.uuids().map(str), names), max_size=25, unique_by=lambda entry: entry[0]
+)
 
 HOSTILE = [
     "..", ".", "../../etc/passwd", "a/b", "a\\b", "nul\0byte", "tab\there", "CON", "con.txt",

@@ -12,7 +12,12 @@ from alembic.runtime.migration import MigrationContext
 
 from jobs import store
 from jobs._tables import Base
-from jobs.runtime_settings import CACHE_KEY, RuntimeSettings, load_runtime_settings, save_runtime_settings
+from jobs.runtime_settings import (
+    CACHE_KEY,
+    RuntimeSettings,
+    load_runtime_settings,
+    save_runtime_settings,
+)
 
 
 def make_job(job_id: str, *, key: str | None = None, room: str = "room-1") -> store.JobRecord:
@@ -70,7 +75,8 @@ def test_reports_are_listed_newest_first_and_filtered_by_room(any_engine: sa.Eng
             update={"finished_at": report.finished_at + timedelta(minutes=index)}
         ))
 
-    assert [r.room_name for r in store.list_reports(any_engine)] == ["Falcon II", "Eagle 100%", "Falcon"]
+    newest_first = [r.room_name for r in store.list_reports(any_engine)]
+    assert newest_first == ["Falcon II", "Eagle 100%", "Falcon"]
     assert [r.job_id for r in store.list_reports(any_engine, room="falcon")] == ["j2", "j0"]
     assert [r.job_id for r in store.list_reports(any_engine, room="100%")] == ["j1"]
     assert store.list_reports(any_engine, room="_") == []
@@ -134,7 +140,8 @@ def test_runtime_settings_are_cached_and_invalidated_on_write(
     first = load_runtime_settings(any_engine, redis_conn)
     assert redis_conn.get(CACHE_KEY) is not None
 
-    changed = first.model_copy(update={"s3_bucket": "archive", "s3_prefix": "/vdr/", "concurrency": 8})
+    update = {"s3_bucket": "archive", "s3_prefix": "/vdr/", "concurrency": 8}
+    changed = first.model_copy(update=update)
     save_runtime_settings(any_engine, redis_conn, changed, actor="U-admin")
 
     assert redis_conn.get(CACHE_KEY) is None

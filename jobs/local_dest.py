@@ -1,0 +1,138 @@
+"""Export into a local folder: temp file, fsync, atomic rename."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+from typing import BinaryIO
+
+from jobs import defaults
+from jobs.destinations import Expected, Verdict
+from jobs.errors import DestinationError
+from jobs.manifest import ManifestEntry, parse_lines
+
+__all__ = ["LocalDestination"]
+
+log = logging.getLogger("vdr.jobs.local")
+
+_READ_SIZE = 1024 * 1024
+
+
+class LocalDestination:
+    """One room's folder on a local (or mounted) file system."""
+
+    memory_per_file = 0
+
+    def __init__(self, root: Path, *, fsync: bool = True) -> None:
+        self.root = root.absolute()
+        self.url = str(self.root)
+        self.fsync = fsync
+        self._partial = self.root / defaults.PARTIAL_DIR
+
+    def open(self, written_path: str, size: int) -> LocalWriter:
+        final = self._final_path(written_path)
+        digest = hashlib.sha256(written_path.encode()).hexdigest()[:16]
+        temp = self._partial / f"{digest}-{uuid.uuid4().hex[:8]}.part"
+        try:
+            self._partial.mkdir(parents=True, exist_ok=True)
+            handle = open(temp, "xb")  # closed by commit or abort
+        except OSError as error:
+            raise DestinationError(f"cannot write in {self._partial}: {error}") from error
+        return LocalWriter(handle, temp, final, fsync=self.fsync)
+
+    def verify(self, written_path: str, expected: Expected) -> Verdict:
+        path = self._final_path(written_path)
+        try:
+            if not path.is_file() or path.stat().st_size != expected.size:
+                return Verdict(False)
+            if expected.sha256 is None:
+                return Verdict(False)
+            return Verdict(_sha256_of(path) == expected.sha256)
+        except OSError:
+            return Verdict(False)
+
+    def read_manifest(self) -> list[ManifestEntry]:
+        try:
+            with open(self.root / defaults.MANIFEST_NAME, "rb") as handle:
+                return list(parse_lines(handle))
+        except FileNotFoundError:
+            return []
+        except OSError as error:
+            log.warning("earlier manifest in %s unreadable: %s", self.root, error)
+            return []
+
+    def write_manifest(self, lines: Iterable[bytes]) -> str:
+        writer = self.open(defaults.MANIFEST_NAME, 0)
+        try:
+            for line in lines:
+                writer.write(line)
+            writer.commit("")
+        except BaseException:
+            writer.abort()
+            raise
+        return str(self.root / defaults.MANIFEST_NAME)
+
+    def make_folders(self, written_paths: Iterable[str]) -> None:
+        for written_path in written_paths:
+            try:
+                self._final_path(written_path).mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise DestinationError(f"cannot create folder {written_path}: {error}") from error
+
+    def clean_up(self) -> None:
+        shutil.rmtree(self._partial, ignore_errors=True)
+
+    def _final_path(self, written_path: str) -> Path:
+        path = self.root.joinpath(*written_path.split("/"))
+        if os.path.commonpath([self.root, os.path.abspath(path)]) != str(self.root):
+            raise DestinationError(f"{written_path!r} would land outside {self.root}")
+        return path
+
+
+class LocalWriter:
+    """A file being written under a temp name; renamed into place by `commit`."""
+
+    def __init__(self, handle: BinaryIO, temp: Path, final: Path, *, fsync: bool) -> None:
+        self._handle = handle
+        self._temp = temp
+        self._final = final
+        self._fsync = fsync
+
+    def write(self, chunk: bytes) -> None:
+        try:
+            self._handle.write(chunk)
+        except OSError as error:
+            raise DestinationError(f"cannot write {self._final}: {error}") from error
+
+    def commit(self, sha256_hex: str) -> str | None:
+        try:
+            self._handle.flush()
+            if self._fsync:
+                os.fsync(self._handle.fileno())
+            self._handle.close()
+            self._final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(self._temp, self._final)
+        except OSError as error:
+            self.abort()
+            raise DestinationError(f"cannot finish {self._final}: {error}") from error
+        return None
+
+    def abort(self) -> None:
+        try:
+            self._handle.close()
+        except OSError:
+            pass
+        self._temp.unlink(missing_ok=True)
+
+
+def _sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_READ_SIZE):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -1,0 +1,306 @@
+"""Export into an S3 prefix: one PUT for small files, multipart for large ones, SHA-256 checked.
+
+S3 itself verifies every body against the SHA-256 we send with it (`ChecksumSHA256`), so an
+object that exists was received intact. Large files are cut into parts uploaded while the
+download is still running; a file's parts in memory are bounded, and the upload is completed
+only after the whole file was verified, or aborted, so no partial object ever appears.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import re
+import tempfile
+import threading
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Executor, Future
+from contextlib import contextmanager
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from jobs import defaults
+from jobs.destinations import Expected, Verdict
+from jobs.errors import DestinationError, InvalidRequest
+from jobs.manifest import ManifestEntry, parse_lines
+
+__all__ = ["S3Destination", "make_s3_client", "parse_s3_url"]
+
+log = logging.getLogger("vdr.jobs.s3")
+
+MAX_PARTS = 10_000
+"""S3's limit on the parts of one multipart upload."""
+
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
+
+
+def parse_s3_url(url: str) -> tuple[str, str]:
+    """(bucket, prefix without surrounding slashes) of `s3://bucket/prefix`."""
+    match = re.fullmatch(r"s3://([^/]+)/?(.*)", url.strip())
+    if match is None or not _BUCKET.match(match.group(1)):
+        raise InvalidRequest(f"{url!r} is not an S3 location; write s3://bucket/prefix")
+    return match.group(1), match.group(2).strip("/")
+
+
+def make_s3_client(max_connections: int = 64) -> Any:
+    """A boto3 S3 client configured by boto3's own rules (env, profile, AWS_ENDPOINT_URL_S3)."""
+    import boto3
+    from botocore.config import Config
+
+    config = Config(
+        max_pool_connections=max_connections,
+        retries={"mode": "standard", "max_attempts": 5},
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+    )
+    return boto3.session.Session().client("s3", config=config)
+
+
+def b64_sha256(data: bytes) -> str:
+    return base64.b64encode(hashlib.sha256(data).digest()).decode()
+
+
+def hex_to_b64(hex_digest: str) -> str:
+    return base64.b64encode(bytes.fromhex(hex_digest)).decode()
+
+
+def composite_checksum(part_checksums: list[str]) -> str:
+    """The checksum S3 keeps for a multipart object: SHA-256 of the parts' SHA-256s, '-N'."""
+    joined = b"".join(base64.b64decode(checksum) for checksum in part_checksums)
+    return f"{base64.b64encode(hashlib.sha256(joined).digest()).decode()}-{len(part_checksums)}"
+
+
+def _without_part_count(checksum: str) -> str:
+    return checksum.split("-", 1)[0]
+
+
+@contextmanager
+def s3_errors(what: str) -> Iterator[None]:
+    """Translate botocore's errors into DestinationError, naming the operation."""
+    try:
+        yield
+    except ClientError as error:
+        code = error.response.get("Error", {}).get("Code", "error")
+        raise DestinationError(f"S3 refused to {what}: {code}") from error
+    except BotoCoreError as error:
+        raise DestinationError(f"S3 unreachable while trying to {what}: {error}") from error
+
+
+class S3Destination:
+    """One room's key prefix in a bucket."""
+
+    def __init__(
+        self,
+        client: Any,
+        bucket: str,
+        prefix: str,
+        *,
+        part_pool: Executor,
+        part_size: int = defaults.PART_SIZE,
+        multipart_threshold: int = defaults.MULTIPART_THRESHOLD,
+        parts_in_flight: int = defaults.PART_UPLOADS_PER_FILE,
+    ) -> None:
+        self.client = client
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.url = f"s3://{bucket}/{self.prefix}"
+        self.part_pool = part_pool
+        self.part_size = part_size
+        self.multipart_threshold = multipart_threshold
+        self.parts_in_flight = parts_in_flight
+        self.memory_per_file = part_size * (parts_in_flight + 2)
+
+    def key(self, written_path: str) -> str:
+        return f"{self.prefix}/{written_path}" if self.prefix else written_path
+
+    def open(self, written_path: str, size: int) -> S3Writer:
+        part_size = max(self.part_size, -(-size // MAX_PARTS))
+        threshold = max(self.multipart_threshold, part_size) if size > 0 else self.part_size
+        return S3Writer(self, self.key(written_path), part_size=part_size, threshold=threshold)
+
+    def verify(self, written_path: str, expected: Expected) -> Verdict:
+        try:
+            head = self.client.head_object(
+                Bucket=self.bucket, Key=self.key(written_path), ChecksumMode="ENABLED"
+            )
+        except (ClientError, BotoCoreError):
+            return Verdict(False)
+        stored = head.get("ChecksumSHA256")
+        if head.get("ContentLength") != expected.size or not stored:
+            return Verdict(False, stored)
+        known = set()
+        if expected.sha256:
+            known.add(hex_to_b64(expected.sha256))  # a single PUT: S3 holds the file's SHA-256
+        if expected.s3_checksum:
+            known.add(_without_part_count(expected.s3_checksum))  # multipart: hash of part hashes
+        return Verdict(_without_part_count(stored) in known, stored)
+
+    def read_manifest(self) -> list[ManifestEntry]:
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=self.key(defaults.MANIFEST_NAME))
+        except ClientError:
+            return []
+        except BotoCoreError as error:
+            log.warning("earlier manifest in %s unreadable: %s", self.url, error)
+            return []
+        stream = body["Body"]
+        try:
+            return list(parse_lines(stream.iter_lines()))
+        finally:
+            stream.close()
+
+    def write_manifest(self, lines: Iterable[bytes]) -> str:
+        digest = hashlib.sha256()
+        with tempfile.SpooledTemporaryFile(max_size=8 * defaults.MiB) as spool:
+            for line in lines:
+                digest.update(line)
+                spool.write(line)
+            spool.seek(0)
+            key = self.key(defaults.MANIFEST_NAME)
+            with s3_errors(f"store {key}"):
+                self.client.put_object(
+                    Bucket=self.bucket, Key=key, Body=spool, ContentType="application/x-ndjson",
+                    ChecksumAlgorithm="SHA256",
+                    ChecksumSHA256=base64.b64encode(digest.digest()).decode(),
+                )
+        return f"s3://{self.bucket}/{key}"
+
+    def make_folders(self, written_paths: Iterable[str]) -> None:
+        return None
+
+    def clean_up(self) -> None:
+        """Abort multipart uploads left open under the prefix by a crashed worker."""
+        prefix = f"{self.prefix}/" if self.prefix else ""
+        paginator = self.client.get_paginator("list_multipart_uploads")
+        with s3_errors(f"list open uploads under {self.url}"):
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                for upload in page.get("Uploads", []):
+                    self._abort(upload["Key"], upload["UploadId"])
+
+    def _abort(self, key: str, upload_id: str) -> None:
+        try:
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+            log.info("aborted multipart upload of %s", key)
+        except (ClientError, BotoCoreError) as error:
+            log.warning("could not abort multipart upload of %s: %s", key, error)
+
+
+class S3Writer:
+    """One object being uploaded; visible only after `commit`."""
+
+    def __init__(self, destination: S3Destination, key: str, *, part_size: int, threshold: int):
+        self._dest = destination
+        self._client = destination.client
+        self._key = key
+        self._part_size = part_size
+        self._threshold = threshold
+        self._buffer: list[bytes] = []
+        self._buffered = 0
+        self._upload_id: str | None = None
+        self._parts: list[Future[dict[str, Any]]] = []
+        self._slots = threading.BoundedSemaphore(destination.parts_in_flight)
+        self._failure: BaseException | None = None
+        self._closed = False
+
+    def write(self, chunk: bytes) -> None:
+        self._raise_if_failed()
+        self._buffer.append(chunk)
+        self._buffered += len(chunk)
+        if self._upload_id is None and self._buffered <= self._threshold:
+            return
+        while self._buffered >= self._part_size:
+            self._send_part(self._take(self._part_size))
+
+    def commit(self, sha256_hex: str) -> str | None:
+        self._raise_if_failed()
+        try:
+            if self._upload_id is None:
+                return self._put_whole(sha256_hex)
+            if self._buffered or not self._parts:
+                self._send_part(self._take(self._buffered))
+            return self._complete()
+        except BaseException:
+            self.abort()
+            raise
+        finally:
+            self._closed = True
+
+    def abort(self) -> None:
+        if self._closed and self._upload_id is None:
+            return
+        self._closed = True
+        self._buffer.clear()
+        for part in self._parts:
+            part.cancel()
+        for part in self._parts:
+            if not part.cancelled():
+                part.exception()  # wait: a part landing after the abort would revive the upload
+        if self._upload_id is not None:
+            self._dest._abort(self._key, self._upload_id)
+            self._upload_id = None
+
+    def _put_whole(self, sha256_hex: str) -> str:
+        body = b"".join(self._buffer)
+        self._buffer.clear()
+        checksum = hex_to_b64(sha256_hex) if sha256_hex else b64_sha256(body)
+        with s3_errors(f"store {self._key}"):
+            self._client.put_object(
+                Bucket=self._dest.bucket, Key=self._key, Body=body,
+                ChecksumAlgorithm="SHA256", ChecksumSHA256=checksum,
+            )
+        return checksum
+
+    def _complete(self) -> str:
+        parts = [part.result() for part in self._parts]
+        self._raise_if_failed()
+        with s3_errors(f"complete the upload of {self._key}"):
+            self._client.complete_multipart_upload(
+                Bucket=self._dest.bucket, Key=self._key, UploadId=self._upload_id,
+                MultipartUpload={"Parts": parts},
+            )
+        self._upload_id = None
+        return composite_checksum([part["ChecksumSHA256"] for part in parts])
+
+    def _take(self, size: int) -> bytes:
+        data = b"".join(self._buffer)
+        part, rest = data[:size], data[size:]
+        self._buffer = [rest] if rest else []
+        self._buffered = len(rest)
+        return part
+
+    def _send_part(self, data: bytes) -> None:
+        if self._upload_id is None:
+            with s3_errors(f"start the upload of {self._key}"):
+                answer = self._client.create_multipart_upload(
+                    Bucket=self._dest.bucket, Key=self._key, ChecksumAlgorithm="SHA256"
+                )
+            self._upload_id = answer["UploadId"]
+        number = len(self._parts) + 1
+        self._slots.acquire()  # back-pressure: the download waits while parts are in flight
+        try:
+            future = self._dest.part_pool.submit(self._upload_part, number, data)
+        except BaseException:
+            self._slots.release()
+            raise
+        self._parts.append(future)
+
+    def _upload_part(self, number: int, data: bytes) -> dict[str, Any]:
+        try:
+            checksum = b64_sha256(data)
+            with s3_errors(f"upload part {number} of {self._key}"):
+                answer = self._client.upload_part(
+                    Bucket=self._dest.bucket, Key=self._key, UploadId=self._upload_id,
+                    PartNumber=number, Body=data, ChecksumSHA256=checksum,
+                )
+            return {"PartNumber": number, "ETag": answer["ETag"], "ChecksumSHA256": checksum}
+        except BaseException as error:
+            self._failure = self._failure or error
+            raise
+        finally:
+            self._slots.release()
+
+    def _raise_if_failed(self) -> None:
+        if self._failure is not None:
+            raise DestinationError(str(self._failure)) from self._failure

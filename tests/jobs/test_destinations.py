@@ -1,0 +1,178 @@
+"""Local and S3 destinations: atomic finish, verification, and nothing left after a failure."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jobs.destinations import Expected
+from jobs.errors import DestinationError, InvalidRequest
+from jobs.local_dest import LocalDestination
+from jobs.manifest import ManifestEntry, encode_lines
+from jobs.s3_dest import S3Destination, make_s3_client, parse_s3_url
+
+MiB = 1024 * 1024
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def feed(writer: Any, data: bytes, chunk: int = 256 * 1024) -> None:
+    for start in range(0, len(data), chunk):
+        writer.write(data[start : start + chunk])
+
+
+def entry(path: str, data: bytes) -> ManifestEntry:
+    return ManifestEntry(
+        item_id=path, version="1", etag="e", original_path="/" + path, written_path=path,
+        size=len(data), sha256=sha(data), status="exported",
+    )
+
+
+@pytest.fixture
+def pool() -> Iterator[ThreadPoolExecutor]:
+    with ThreadPoolExecutor(4) as executor:
+        yield executor
+
+
+@pytest.fixture
+def s3(s3_env: str, pool: ThreadPoolExecutor) -> S3Destination:
+    return S3Destination(
+        make_s3_client(), s3_env, "archive/room", part_pool=pool, part_size=5 * MiB,
+        multipart_threshold=5 * MiB, parts_in_flight=2,
+    )
+
+
+def s3_keys(dest: S3Destination) -> list[str]:
+    answer = dest.client.list_objects_v2(Bucket=dest.bucket)
+    return sorted(obj["Key"] for obj in answer.get("Contents", []))
+
+
+def open_uploads(dest: S3Destination) -> list[str]:
+    answer = dest.client.list_multipart_uploads(Bucket=dest.bucket)
+    return [upload["Key"] for upload in answer.get("Uploads", [])]
+
+
+def test_a_local_file_appears_only_when_committed(tmp_path: Path) -> None:
+    dest = LocalDestination(tmp_path / "room")
+    data = os.urandom(300_000)
+    writer = dest.open("Legal/NDA.pdf", len(data))
+
+    feed(writer, data)
+    assert not (tmp_path / "room" / "Legal" / "NDA.pdf").exists()
+    writer.commit(sha(data))
+
+    assert (tmp_path / "room" / "Legal" / "NDA.pdf").read_bytes() == data
+    assert dest.verify("Legal/NDA.pdf", Expected(len(data), sha(data))).intact
+    assert not dest.verify("Legal/NDA.pdf", Expected(len(data), sha(b"other"))).intact
+    assert not dest.verify("Legal/NDA.pdf", Expected(len(data), None)).intact
+    assert not dest.verify("missing.pdf", Expected(1, sha(b"x"))).intact
+
+
+def test_an_aborted_local_file_leaves_nothing(tmp_path: Path) -> None:
+    dest = LocalDestination(tmp_path / "room")
+    writer = dest.open("a.bin", 10)
+    writer.write(b"12345")
+
+    writer.abort()
+    dest.clean_up()
+
+    assert [p.name for p in (tmp_path / "room").iterdir()] == []
+
+
+def test_a_path_escaping_the_root_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(DestinationError):
+        LocalDestination(tmp_path / "room").open("../outside.txt", 1)
+
+
+def test_local_manifest_round_trips(tmp_path: Path) -> None:
+    dest = LocalDestination(tmp_path / "room")
+    entries = [entry("b.txt", b"b"), entry("a.txt", b"a")]
+
+    location = dest.write_manifest(encode_lines(entries))
+
+    assert location == str(tmp_path / "room" / "manifest.jsonl")
+    assert [e.written_path for e in dest.read_manifest()] == ["a.txt", "b.txt"]
+
+
+def test_a_small_file_goes_to_s3_in_one_put_with_its_sha256(s3: S3Destination) -> None:
+    data = os.urandom(4096)
+    writer = s3.open("docs/a.txt", len(data))
+    feed(writer, data)
+
+    checksum = writer.commit(sha(data))
+
+    key = "archive/room/docs/a.txt"
+    head = s3.client.head_object(Bucket=s3.bucket, Key=key, ChecksumMode="ENABLED")
+    assert head["ChecksumSHA256"] == checksum
+    assert s3.verify("docs/a.txt", Expected(len(data), sha(data))).intact
+    assert not s3.verify("docs/a.txt", Expected(len(data), sha(b"nope"))).intact
+
+
+def test_a_large_file_goes_up_in_parts_and_verifies_by_its_composite_checksum(
+    s3: S3Destination,
+) -> None:
+    data = os.urandom(12 * MiB + 123)
+    writer = s3.open("big.bin", len(data))
+    feed(writer, data)
+    assert s3_keys(s3) == []  # nothing visible before the commit
+
+    checksum = writer.commit(sha(data))
+
+    assert checksum is not None and checksum.endswith("-3")
+    body = s3.client.get_object(Bucket=s3.bucket, Key="archive/room/big.bin")["Body"].read()
+    assert body == data
+    assert s3.verify("big.bin", Expected(len(data), sha(data), s3_checksum=checksum)).intact
+    assert not s3.verify("big.bin", Expected(len(data), sha(data))).intact  # no record: unknown
+    assert open_uploads(s3) == []
+
+
+def test_an_s3_failure_mid_upload_leaves_no_object_and_no_open_upload(s3: S3Destination) -> None:
+    calls = {"parts": 0}
+
+    def fail_second_part(**_: Any) -> None:
+        calls["parts"] += 1
+        if calls["parts"] == 2:
+            raise ConnectionResetError("injected: S3 went away")
+
+    s3.client.meta.events.register("before-send.s3.UploadPart", fail_second_part)
+    data = os.urandom(16 * MiB)
+    writer = s3.open("big.bin", len(data))
+
+    with pytest.raises(DestinationError):
+        feed(writer, data)
+        writer.commit(sha(data))
+    writer.abort()
+
+    assert s3_keys(s3) == []
+    assert open_uploads(s3) == []
+
+
+def test_clean_up_aborts_uploads_a_crashed_worker_left_open(s3: S3Destination) -> None:
+    s3.client.create_multipart_upload(Bucket=s3.bucket, Key="archive/room/orphan.bin")
+    s3.client.create_multipart_upload(Bucket=s3.bucket, Key="elsewhere/keep.bin")
+
+    s3.clean_up()
+
+    assert open_uploads(s3) == ["elsewhere/keep.bin"]
+
+
+def test_s3_manifest_round_trips(s3: S3Destination) -> None:
+    location = s3.write_manifest(encode_lines([entry("x.txt", b"x")]))
+
+    assert location == f"s3://{s3.bucket}/archive/room/manifest.jsonl"
+    assert [e.written_path for e in s3.read_manifest()] == ["x.txt"]
+
+
+def test_s3_urls_are_parsed_and_checked() -> None:
+    assert parse_s3_url("s3://my-bucket/a/b/") == ("my-bucket", "a/b")
+    assert parse_s3_url("s3://my-bucket") == ("my-bucket", "")
+    with pytest.raises(InvalidRequest):
+        parse_s3_url("https://my-bucket/a")
