@@ -4,6 +4,7 @@ rules a content redirect must pass."""
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from collections.abc import Callable
 
@@ -452,3 +453,16 @@ def test_redirect_chains_are_bounded() -> None:
 
     with pytest.raises(UnsafeRedirect, match="more than"):
         make_client(handler).download("f1", Recorder())
+
+
+def test_pre_signed_query_strings_never_reach_the_logs(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    _, handler = redirecting(
+        "https://dl.example.test/obj?X-Amz-Signature=deadbeefcafe", lambda r: serve(DATA, r)
+    )
+
+    make_client(handler).download("f1", Recorder())
+
+    assert "dl.example.test" in caplog.text  # httpx did log the request ...
+    assert "deadbeefcafe" not in caplog.text  # ... without its credential
+    assert "s3cr3t-token" not in caplog.text
