@@ -99,10 +99,10 @@ def failure_from_response(response: httpx.Response) -> Failure:
 
 def api_error(response: httpx.Response) -> ApiError:
     """The ApiError for an error answer, from the canonical error body when there is one."""
-    code, message, body_retry_after = _error_body(response)
-    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+    code, message, retry_after = _error_body(response)
     if retry_after is None:
-        retry_after = body_retry_after
+        # The canonical body carries the exact wait; the header only whole seconds or a date.
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
     text = f"{response.request.method} {response.request.url.path}: {response.status_code} "
     return error_for_status(response.status_code)(
         text + message,
@@ -119,7 +119,7 @@ def _error_body(response: httpx.Response) -> tuple[str, str, float | None]:
         return (
             str(detail["code"]),
             str(detail["message"]),
-            float(retry_after) if retry_after is not None else None,
+            max(0.0, float(retry_after)) if retry_after is not None else None,
         )
     except (ValueError, KeyError, TypeError):
         snippet = response.content[:200].decode("utf-8", "replace").strip()

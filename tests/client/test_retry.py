@@ -115,6 +115,17 @@ def test_retry_after_from_the_error_body_when_no_header() -> None:
 # -- backoff, attempts and deadline --------------------------------------------------------
 
 
+def test_the_exact_wait_in_the_body_wins_over_the_rounded_header() -> None:
+    time = FakeTime()
+    body = {"error": {"code": "rate_limited", "message": "slow down", "retry_after_s": 0.2}}
+    _, handler = scripted(httpx.Response(429, json=body, headers={"Retry-After": "1"}), ok_room())
+    client = make_client(handler, time=time)
+
+    client.get_room("r1")
+
+    assert time.sleeps == [0.2]
+
+
 def test_backoff_is_full_jitter_under_an_exponential_ceiling() -> None:
     policy = RetryPolicy(base_delay_s=0.5, max_delay_s=3.0)
     rng = random.Random(7)
