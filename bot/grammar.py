@@ -20,6 +20,9 @@ from dataclasses import dataclass
 
 from vdr_client import ROOM_STATUSES
 
+COMMAND = re.compile(r"^/vdr")
+"""The slash command (a workspace may install a second copy as `/vdr-staging`, say)."""
+
 SORT_KEYS: dict[str, str] = {
     "size": "-size",
     "activity": "last_activity",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import secrets
 from dataclasses import asdict
+from typing import Any
 
 from redis import Redis
 
@@ -28,33 +29,34 @@ class SearchSessions:
 
     def start(self, search: Search, user: str) -> str:
         session = secrets.token_urlsafe(9)
-        self._save(session, {"search": asdict(search), "user": user, "cursors": [None]})
+        self._save(session, {"search": asdict(search), "user": user, "pages": [[None, 0]]})
         return session
 
     def search(self, session: str) -> Search | None:
         state = self._load(session)
         return Search(**state["search"]) if state else None
 
-    def cursor(self, session: str, page: int) -> tuple[bool, str | None]:
-        """(known, cursor) of `page`; unknown when the session expired or the page is unreached."""
+    def page(self, session: str, page: int) -> tuple[str | None, int] | None:
+        """(cursor, index of its first room) of `page`; None when expired or never reached."""
         state = self._load(session)
-        if state is None or not 0 <= page < len(state["cursors"]):
-            return False, None
-        return True, state["cursors"][page]
+        if state is None or not 0 <= page < len(state["pages"]):
+            return None
+        cursor, first = state["pages"][page]
+        return cursor, first
 
-    def record_next(self, session: str, page: int, next_cursor: str | None) -> None:
-        """Remember the cursor of page `page + 1`, as the API returned it with page `page`."""
+    def record_next(self, session: str, page: int, next_cursor: str | None, shown: int) -> None:
+        """Remember where page `page + 1` starts: the API's next cursor, after `shown` rooms."""
         state = self._load(session)
-        if state is None or next_cursor is None:
+        if state is None or next_cursor is None or page >= len(state["pages"]):
             return
-        cursors = state["cursors"][: page + 1]
-        cursors.append(next_cursor)
-        state["cursors"] = cursors
+        pages = state["pages"][: page + 1]
+        pages.append([next_cursor, pages[page][1] + shown])
+        state["pages"] = pages
         self._save(session, state)
 
-    def _load(self, session: str) -> dict | None:
+    def _load(self, session: str) -> dict[str, Any] | None:
         raw = self.redis.get(_PREFIX + session)
         return json.loads(raw) if raw else None
 
-    def _save(self, session: str, state: dict) -> None:
+    def _save(self, session: str, state: dict[str, Any]) -> None:
         self.redis.set(_PREFIX + session, json.dumps(state), ex=SESSION_TTL_S)

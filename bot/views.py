@@ -301,10 +301,12 @@ def room_rows(rooms: Sequence[Room], price: float | None = None) -> list[Block]:
     return [section(room_line(room, price), room_menu(room)) for room in rooms]
 
 
-def search_results(search: Search, rooms: Sequence[Room], *, page: int, session: str,
-                   has_next: bool, price: float | None = None) -> Message:
-    """One page of search results, with Previous/Next buttons that carry the search session."""
-    first = page * SEARCH_PAGE_SIZE + 1
+def search_results(search: Search, rooms: Sequence[Room], *, page: int, first: int,
+                   session: str, has_next: bool, price: float | None = None) -> Message:
+    """One page of search results, with Previous/Next buttons that carry the search session.
+
+    `first` is the 1-based number of the page's first room.
+    """
     shown = rooms[:SEARCH_PAGE_SIZE]
     query = escape(clip("/vdr " + render_search(search), 300))
     if not shown:
@@ -587,6 +589,12 @@ def home_view(jobs: Sequence[JobRecord], progress: dict[str, ProgressLike | None
         blocks.append(section(f":warning: Rooms could not be listed: {escape(rooms_error)}"))
     blocks.extend(room_rows(stale_rooms[:LIST_MAX], price_per_gb_month))
     return {"type": "home", "blocks": blocks[: blockkit.VIEW_BLOCKS_MAX]}
+
+
+def modal_of(payload: Message, title: str = "vdr-ops") -> View:
+    """A message shown in a modal instead (answers to clicks in App Home or in a modal)."""
+    return {"type": "modal", "title": plain(title, blockkit.VIEW_TITLE_MAX),
+            "close": plain("Close"), "blocks": payload["blocks"][: blockkit.VIEW_BLOCKS_MAX]}
 
 
 def is_within_limits(payload: Message) -> bool:
