@@ -20,13 +20,13 @@ MIN_CONCURRENCY = 1
 LIST_CONCURRENCY = 8
 """Folder listings run at once while walking a room's tree."""
 
-PART_SIZE = 16 * MiB
+PART_SIZE = 8 * MiB
 """S3 multipart part size; larger files get larger parts so they stay under 10,000 parts."""
 
 MULTIPART_THRESHOLD = 16 * MiB
 """Files up to this size go to S3 in one PUT; larger ones as multipart uploads."""
 
-PART_UPLOADS_PER_FILE = 6
+PART_UPLOADS_PER_FILE = 4
 """Parts of one file uploaded at once."""
 
 MEMORY_BUDGET = 192 * MiB

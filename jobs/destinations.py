@@ -48,10 +48,10 @@ class Destination(Protocol):
     url: str
     """Where the room lands, as shown in reports: a local path or `s3://bucket/prefix`."""
 
-    memory_per_file: int
-    """Most bytes one open writer buffers in memory (0: none), for the engine's budget."""
-
     def open(self, written_path: str, size: int) -> Writer: ...
+
+    def memory_for(self, size: int) -> int:
+        """Most bytes a writer of a file this size holds in memory, for the engine's budget."""
 
     def verify(self, written_path: str, expected: Expected) -> Verdict: ...
 

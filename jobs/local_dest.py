@@ -26,8 +26,6 @@ _READ_SIZE = 1024 * 1024
 class LocalDestination:
     """One room's folder on a local (or mounted) file system."""
 
-    memory_per_file = 0
-
     def __init__(self, root: Path, *, fsync: bool = True) -> None:
         self.root = root.absolute()
         self.url = str(self.root)
@@ -44,6 +42,9 @@ class LocalDestination:
         except OSError as error:
             raise DestinationError(f"cannot write in {self._partial}: {error}") from error
         return LocalWriter(handle, temp, final, fsync=self.fsync)
+
+    def memory_for(self, size: int) -> int:
+        return 0  # bytes go straight to the file
 
     def verify(self, written_path: str, expected: Expected) -> Verdict:
         path = self._final_path(written_path)

@@ -33,9 +33,10 @@ class ManifestEntry(BaseModel):
     backend_hashes: dict[str, str] = Field(default_factory=dict)
     status: EntryStatus
     s3_checksum: str | None = Field(
-        None, description="The checksum S3 stored (base64, '-N' for multipart): resume checks it."
+        default=None, description="S3's stored checksum (base64, '-N' if multipart), for resume."
     )
     error: str | None = None
+    job_id: str | None = Field(default=None, description="The export that wrote or verified it.")
 
     def to_line(self) -> bytes:
         return self.model_dump_json(exclude_none=True).encode("utf-8") + b"\n"

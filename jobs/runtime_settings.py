@@ -34,13 +34,13 @@ class RuntimeSettings(BaseModel):
     export_root: str = Field(default_factory=lambda: _process_export_root())
     s3_bucket: str | None = None
     s3_prefix: str = ""
-    concurrency: int = Field(defaults.CONCURRENCY, ge=1, le=defaults.MAX_CONCURRENCY)
+    concurrency: int = Field(default=defaults.CONCURRENCY, ge=1, le=defaults.MAX_CONCURRENCY)
     approver_group: list[str] = Field(default_factory=list)
     admins: list[str] = Field(default_factory=list)
     operators: list[str] = Field(default_factory=list)
     viewers: list[str] = Field(default_factory=list, description="Empty: everyone may view.")
-    price_per_gb_month: float = Field(0.25, ge=0)
-    approval_expiry_minutes: int = Field(60, ge=1)
+    price_per_gb_month: float = Field(default=0.25, ge=0)
+    approval_expiry_minutes: int = Field(default=60, ge=1)
 
     def s3_url(self) -> str | None:
         """`s3://bucket/prefix` of the default S3 destination, None when no bucket is set."""

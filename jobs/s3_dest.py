@@ -33,6 +33,9 @@ log = logging.getLogger("vdr.jobs.s3")
 MAX_PARTS = 10_000
 """S3's limit on the parts of one multipart upload."""
 
+_CHUNK_SLACK = 1024 * 1024
+"""A download chunk may overshoot the buffer a little before it is cut into a part."""
+
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
 
 
@@ -110,15 +113,24 @@ class S3Destination:
         self.part_size = part_size
         self.multipart_threshold = multipart_threshold
         self.parts_in_flight = parts_in_flight
-        self.memory_per_file = part_size * (parts_in_flight + 2)
 
     def key(self, written_path: str) -> str:
         return f"{self.prefix}/{written_path}" if self.prefix else written_path
 
     def open(self, written_path: str, size: int) -> S3Writer:
-        part_size = max(self.part_size, -(-size // MAX_PARTS))
-        threshold = max(self.multipart_threshold, part_size) if size > 0 else self.part_size
+        part_size = self._part_size(size)
+        threshold = max(self.multipart_threshold, part_size)
         return S3Writer(self, self.key(written_path), part_size=part_size, threshold=threshold)
+
+    def _part_size(self, size: int) -> int:
+        """Our part size, or larger so that the file fits in S3's 10,000 parts."""
+        return max(self.part_size, -(-size // MAX_PARTS))
+
+    def memory_for(self, size: int) -> int:
+        part_size = self._part_size(size)
+        if size <= max(self.multipart_threshold, part_size):
+            return size + _CHUNK_SLACK
+        return part_size * (self.parts_in_flight + 2)  # parts in flight, one filling, one joining
 
     def verify(self, written_path: str, expected: Expected) -> Verdict:
         try:

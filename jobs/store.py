@@ -351,6 +351,11 @@ def _current_revision(connection: sa.Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
 
 
+def find_job_by_key(engine: sa.Engine, key: str) -> JobRecord | None:
+    """The job queued with this idempotency key, if any."""
+    return _job_by_key(engine, key)
+
+
 def _job_by_key(engine: sa.Engine, key: str) -> JobRecord | None:
     with Session(engine) as session:
         row = session.scalars(sa.select(JobRow).where(JobRow.idempotency_key == key)).first()

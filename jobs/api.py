@@ -1,0 +1,231 @@
+"""What the bot and the CLI call: queue, run, watch and cancel exports.
+
+Every function takes its Redis connection and SQL engine explicitly. Room references are
+resolved here, once, so a job always names one room by id. Errors: `jobs.errors` for what
+the jobs package refuses, `vdr_client` errors (NotFound, AmbiguousRoom, ...) for a room that
+cannot be resolved.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from redis import Redis
+
+from jobs import engine as export_engine
+from jobs import store
+from jobs.errors import ExportAlreadyRunning, InvalidRequest, JobNotFound
+from jobs.plan import ExportSpec, room_folder_name
+from jobs.progress import Progress
+from jobs.progress import read_progress as _read_progress
+from jobs.runtime_settings import load_runtime_settings
+from jobs.s3_dest import parse_s3_url
+from jobs.state import JobState
+from jobs.store import JobRecord, Report
+from jobs.tasks import PERMANENT_ERRORS, enqueue_task
+from vdr_client import VdrClient
+from vdr_ops import defaults as process_defaults
+
+__all__ = [
+    "Progress",
+    "cancel_job",
+    "enqueue_export",
+    "get_job",
+    "list_jobs",
+    "read_progress",
+    "run_export",
+]
+
+log = logging.getLogger("vdr.jobs.api")
+
+FINAL_STATES = ("succeeded", "failed", "cancelled")
+
+
+def enqueue_export(
+    *,
+    room_ref: str,
+    to_local: bool = True,
+    s3_url: str | None = None,
+    requested_by: str,
+    origin: dict[str, Any] | None = None,
+    idempotency_key: str | None = None,
+    redis: Redis,
+    engine: sa.Engine,
+    client: VdrClient | None = None,
+    local_root: str | None = None,
+    queue: str | None = None,
+) -> JobRecord:
+    """Queue an export of a room for the workers; returns the job at once.
+
+    `local_root` defaults to the runtime settings' export root; `s3_url` (`s3://bucket/prefix`)
+    adds an S3 destination. With an `idempotency_key` already used, the first job is returned
+    and nothing is queued. Raises ExportAlreadyRunning when the same room is being exported
+    to the same places, InvalidRequest when there is no destination.
+    """
+    if idempotency_key:
+        existing = store.find_job_by_key(engine, idempotency_key)
+        if existing is not None:
+            return existing
+    spec, record = _prepare(
+        room_ref=room_ref, to_local=to_local, s3_url=s3_url, local_root=local_root,
+        requested_by=requested_by, origin=origin, idempotency_key=idempotency_key,
+        redis=redis, engine=engine, client=client, queue=queue,
+    )
+    stored, created = store.insert_job(engine, record, params=spec.model_dump())
+    if not created:
+        return stored
+    JobState(redis, spec.job_id).save_spec(spec.model_dump())
+    enqueue_task(redis, spec, "plan")
+    _audit_request(engine, spec, origin)
+    log.info("job %s: export of %s queued by %s", spec.job_id, spec.room_id, requested_by)
+    return stored
+
+
+def run_export(
+    *,
+    room_ref: str,
+    to_local: bool = True,
+    s3_url: str | None = None,
+    requested_by: str,
+    redis: Redis,
+    engine: sa.Engine,
+    client: VdrClient | None = None,
+    local_root: str | None = None,
+    services: export_engine.Services | None = None,
+    on_job: Any = None,
+) -> Report | None:
+    """Run an export in this process (plan, every shard, finalize) and return its report.
+
+    `services` lets a benchmark or test choose the client factory, S3 client and limits;
+    `on_job(JobRecord)` is called once the job exists (the CLI starts its progress bar).
+    Returns None only if another process holds part of the job and will finish it.
+    """
+    spec, record = _prepare(
+        room_ref=room_ref, to_local=to_local, s3_url=s3_url, local_root=local_root,
+        requested_by=requested_by, origin=None, idempotency_key=None, redis=redis,
+        engine=engine, client=client, queue=None,
+    )
+    store.insert_job(engine, record, params=spec.model_dump())
+    state = JobState(redis, spec.job_id)
+    state.save_spec(spec.model_dump())
+    state.claim_task("plan")
+    _audit_request(engine, spec, None)
+    if on_job is not None:
+        on_job(record)
+    services = services or export_engine.Services(redis=redis, engine=engine)
+    return _run_inline(spec, services)
+
+
+def _run_inline(spec: ExportSpec, services: export_engine.Services) -> Report | None:
+    try:
+        numbers = export_engine.plan(spec, services) or []
+        export_engine.run_shards(spec, numbers, services)
+    except PERMANENT_ERRORS as error:
+        return export_engine.fail_job(spec, services, f"{type(error).__name__}: {error}")
+    if export_engine.shards_ready_for_finalize(JobState(services.redis, spec.job_id)):
+        return export_engine.finalize(spec, services)
+    return None
+
+
+def get_job(job_id: str, *, engine: sa.Engine) -> JobRecord | None:
+    return store.get_job(engine, job_id)
+
+
+def list_jobs(*, engine: sa.Engine, active_only: bool = True, limit: int = 20) -> list[JobRecord]:
+    """Newest jobs first; by default only those queued or running."""
+    return store.list_jobs(engine, active_only=active_only, limit=limit)
+
+
+def cancel_job(job_id: str, *, actor: str, redis: Redis, engine: sa.Engine) -> JobRecord:
+    """Ask a job to stop. A job not yet started ends at once; a running one within a second or
+    two (between files, or mid-file), then reports as cancelled. A finished job is unchanged."""
+    job = store.get_job(engine, job_id)
+    if job is None:
+        raise JobNotFound(f"no job {job_id!r}")
+    if job.state in FINAL_STATES:
+        return job
+    state = JobState(redis, job_id)
+    state.request_cancel(actor)
+    store.audit(engine, actor=actor, action="export.cancel", target=job.room_id,
+                detail={"job_id": job_id, "state_before": job.state})
+    if job.state == "queued":
+        _end_unstarted(job_id, redis, engine)
+    return store.get_job(engine, job_id) or job
+
+
+def _end_unstarted(job_id: str, redis: Redis, engine: sa.Engine) -> None:
+    """A cancelled job no worker has started: close it here, touching no destination."""
+    spec = ExportSpec.model_validate(store.job_params(engine, job_id))
+    services = export_engine.Services(redis=redis, engine=engine)
+    if export_engine.plan(spec, services) is None:
+        return  # a worker is planning it right now; it sees the flag and stops
+    if export_engine.shards_ready_for_finalize(JobState(redis, job_id)):
+        export_engine.finalize(spec, services)
+
+
+def read_progress(job_id: str, *, redis: Redis, engine: sa.Engine | None = None) -> Progress:
+    """Progress summed over every shard, from Redis; from the report once Redis forgot it."""
+    progress = _read_progress(job_id, redis=redis)
+    if progress.started_at is not None or progress.files_total or engine is None:
+        return progress
+    report = store.get_report(engine, job_id)
+    if report is None:
+        job = store.get_job(engine, job_id)
+        return progress.model_copy(update={"state": job.state}) if job else progress
+    return Progress(
+        job_id=job_id, state=report.state, files_total=report.files_total,
+        files_done=report.files_done, files_skipped=report.files_skipped,
+        files_failed=report.files_failed, bytes_total=report.bytes_total,
+        bytes_done=report.bytes_done, retries=report.retries, failures=report.files_failed,
+        eta_s=0.0, updated_at=report.finished_at,
+    )
+
+
+def _prepare(
+    *, room_ref: str, to_local: bool, s3_url: str | None, local_root: str | None,
+    requested_by: str, origin: dict[str, Any] | None, idempotency_key: str | None,
+    redis: Redis, engine: sa.Engine, client: VdrClient | None, queue: str | None,
+) -> tuple[ExportSpec, JobRecord]:
+    """Resolve the room and destinations into the job's spec and its first record."""
+    if not to_local and not s3_url:
+        raise InvalidRequest("choose a destination: the local export folder, S3, or both")
+    if s3_url:
+        parse_s3_url(s3_url)
+    runtime = load_runtime_settings(engine, redis)
+    room = _resolve_room(room_ref, client)
+    spec = ExportSpec(
+        job_id=store.new_id(), room_id=room.id, room_name=room.name,
+        root_folder_id=room.root_folder_id, room_folder=room_folder_name(room),
+        local_root=str(Path(local_root or runtime.export_root).absolute()) if to_local else None,
+        s3_url=s3_url.rstrip("/") if s3_url else None, requested_by=requested_by,
+        concurrency=runtime.concurrency, queue=queue or process_defaults.QUEUE_NAME,
+    )
+    running = store.find_active_job(engine, room.id, spec.destination_urls())
+    if running is not None:
+        raise ExportAlreadyRunning(
+            f"{room.name} is already being exported there (job {running.id})", job_id=running.id
+        )
+    record = JobRecord(
+        id=spec.job_id, kind="export", room_id=room.id, room_name=room.name,
+        requested_by=requested_by, state="queued", destinations=spec.destination_urls(),
+        origin=origin, created_at=store.utcnow(), idempotency_key=idempotency_key,
+    )
+    return spec, record
+
+
+def _resolve_room(room_ref: str, client: VdrClient | None) -> Any:
+    if client is not None:
+        return client.find_room(room_ref)
+    with VdrClient.from_settings() as own:
+        return own.find_room(room_ref)
+
+
+def _audit_request(engine: sa.Engine, spec: ExportSpec, origin: dict[str, Any] | None) -> None:
+    detail = {"job_id": spec.job_id, "room_name": spec.room_name,
+              "destinations": spec.destination_urls(), "origin": origin}
+    store.audit(engine, actor=spec.requested_by, action="export.request", target=spec.room_id,
+                detail=detail)
+
