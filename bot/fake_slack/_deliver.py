@@ -72,10 +72,11 @@ class SlackSide:
 
     def send(self, kind: str, body: str, content_type: str, *, retry_num: int = 0,
              headers: dict[str, str] | None = None) -> Delivery:
-        """Post `body` to the app, signed now unless `headers` says otherwise."""
+        """Post `body` to the app, signed now; with `headers`, exactly those instead."""
         if self.request_url is None:
             raise DeliveryError("no request URL: set FakeSlack.request_url to the app's")
-        sent = {"Content-Type": content_type, **self.sign(body)}
+        signature = self.sign(body) if headers is None else {}
+        sent = {"Content-Type": content_type, **signature}
         if retry_num:
             sent.update({"X-Slack-Retry-Num": str(retry_num),
                          "X-Slack-Retry-Reason": "http_timeout"})
@@ -173,7 +174,7 @@ class SlackSide:
             message = self.store.find_message(channel, ts)
             if message is None:
                 raise DeliveryError(f"no message {ts} in {channel}")
-            block_id, element = _find_element(message.blocks, action_id)
+            block_id, element = _find_element(message.blocks, action_id, value)
             action = _action(block_id, element, value)
             snapshot = message.as_api()
             ephemeral = message.ephemeral_to is not None
@@ -197,7 +198,7 @@ class SlackSide:
         who = self._user(user)
         with self.store.lock:
             view = self._view(view_id)
-            block_id, element = _find_element(view.body.get("blocks") or [], action_id)
+            block_id, element = _find_element(view.body.get("blocks") or [], action_id, value)
             action = _action(block_id, element, value)
             snapshot = self._view_payload(view, values or {})
         payload = {
@@ -291,11 +292,22 @@ def _iter_elements(blocks: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str
                 yield block_id, block[key]
 
 
-def _find_element(blocks: list[dict[str, Any]], action_id: str) -> tuple[str, dict[str, Any]]:
+def _find_element(blocks: list[dict[str, Any]], action_id: str,
+                  value: str | None = None) -> tuple[str, dict[str, Any]]:
+    """The element `action_id`; when several share it, the one offering `value`."""
     for block_id, element in _iter_elements(blocks):
-        if element.get("action_id") == action_id:
+        if element.get("action_id") == action_id and _offers(element, value):
             return block_id, element
-    raise DeliveryError(f"no element with action_id {action_id!r}")
+    raise DeliveryError(f"no element with action_id {action_id!r} offering {value!r}")
+
+
+def _offers(element: dict[str, Any], value: str | None) -> bool:
+    if value is None:
+        return True
+    if element.get("type") == "button":
+        return element.get("value") == value
+    options = element.get("options") or []
+    return any(value in (o.get("value"), o.get("text", {}).get("text")) for o in options)
 
 
 def _pick(options: list[dict[str, Any]], wanted: str) -> dict[str, Any]:
