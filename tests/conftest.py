@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures.services",
     "tests.fixtures.jobs",
     "tests.fixtures.slack",
+    "tests.fixtures.proxy",
 ]
