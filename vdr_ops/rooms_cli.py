@@ -214,7 +214,8 @@ def _room_fields(room: Room) -> Iterator[tuple[str, str]]:
 
 
 def _bytes(count: int) -> str:
-    return f"{human_size(count)} ({count:,} bytes)"
+    exact = f"{count:,} bytes"
+    return exact if count < 1000 else f"{human_size(count)} ({exact})"
 
 
 @rooms.command()
