@@ -331,11 +331,11 @@ class VdrClient:
     def _send(
         self, method: str, path: str, params: dict[str, Any], headers: dict[str, str]
     ) -> httpx.Response:
-        request = self._http.build_request(
-            method, path, params=params, headers={**self._auth_headers(), **headers}
-        )
         started = time.monotonic()
         with httpx_errors():
+            request = self._http.build_request(
+                method, path, params=params, headers={**self._auth_headers(), **headers}
+            )
             response = self._http.send(request, stream=True)
         try:
             with httpx_errors(in_body=True):

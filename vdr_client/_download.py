@@ -100,8 +100,8 @@ class Download:
         url: httpx.URL | str = self.path
         headers = {**self.session.auth_headers, **self._range_headers()}
         for _ in range(MAX_REDIRECTS + 1):
-            request = self.session.http.build_request("GET", url, headers=headers)
             with httpx_errors():
+                request = self.session.http.build_request("GET", url, headers=headers)
                 response = self.session.http.send(request, stream=True)
             if response.status_code not in _REDIRECTS:
                 return self._settle(response)

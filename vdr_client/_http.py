@@ -45,7 +45,8 @@ def failure_from_exception(exc: httpx.HTTPError, *, in_body: bool = False) -> Fa
     if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout):
         return _transport("connect timeout", exc, reached_server=False)
     if isinstance(exc, httpx.ConnectError):
-        return _transport("connection refused", exc, reached_server=False)
+        reason = "connection refused" if "refused" in str(exc).lower() else "cannot connect"
+        return _transport(reason, exc, reached_server=False)
     if isinstance(exc, httpx.TimeoutException):
         return _transport("timeout", exc)
     if in_body and isinstance(exc, httpx.TransportError | httpx.DecodingError):

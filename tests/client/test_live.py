@@ -159,6 +159,28 @@ def _download_tree(client: VdrClient, folder_id: str, prefix: str) -> dict[str, 
     return files
 
 
+def test_the_hostile_names_room_lists_and_downloads_with_every_name_intact(
+    make_proxy: MakeProxy, synthetic_backend: Callable[..., SyntheticBackend]
+) -> None:
+    from proxy.backends._hostile import hostile_names
+
+    server = make_proxy(synthetic_backend(specs=[], hostile_names=True))
+
+    with VdrClient(server.url) as client:
+        (room,) = list(client.search_rooms())
+        found = client.find_room(room.id)
+        items = list(walk(client, room.root_folder_id))
+        files = [item for item in items if item.type == "file"]
+        digests = [sha256_of(client, item) for item in files]
+
+    assert found.name == room.name == "Project Hostile/..\\Names "
+    top = [item for item in items if item.parent_id == room.root_folder_id]
+    expected = sorted(hostile_names())
+    assert sorted(item.name for item in top if item.type == "file") == expected
+    assert sorted(item.name for item in top if item.type == "folder") == expected
+    assert digests == [item.hashes["sha256"] for item in files]
+
+
 def test_a_download_resumed_from_an_offset_over_http(
     make_proxy: MakeProxy, directory_root: Path
 ) -> None:
