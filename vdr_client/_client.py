@@ -323,18 +323,27 @@ class VdrClient:
         clean = {key: value for key, value in (params or {}).items() if value is not None}
         while True:
             try:
-                response = self._send(method, path, clean, headers or {})
+                response = self._send(method, path, clean, headers or {}, budget.remaining_s())
                 return _parse(model, response)
             except FailedAttempt as failed:
                 budget.wait_after(failed.failure)
 
     def _send(
-        self, method: str, path: str, params: dict[str, Any], headers: dict[str, str]
+        self,
+        method: str,
+        path: str,
+        params: dict[str, Any],
+        headers: dict[str, str],
+        remaining_s: float,
     ) -> httpx.Response:
+        # No single attempt may outlast the call's deadline.
+        timeout = self._http.timeout.as_dict()
+        limited = httpx.Timeout(**{key: _cap(value, remaining_s) for key, value in timeout.items()})
         started = time.monotonic()
         with httpx_errors():
             request = self._http.build_request(
-                method, path, params=params, headers={**self._auth_headers(), **headers}
+                method, path, params=params, headers={**self._auth_headers(), **headers},
+                timeout=limited,
             )
             response = self._http.send(request, stream=True)
         try:
@@ -347,6 +356,11 @@ class VdrClient:
         if not response.is_success:
             raise FailedAttempt(failure_from_response(response))
         return response
+
+
+def _cap(seconds: float | None, remaining_s: float) -> float:
+    limit = max(remaining_s, 0.001)
+    return limit if seconds is None else min(seconds, limit)
 
 
 def _parse(model: type[M], response: httpx.Response) -> M:

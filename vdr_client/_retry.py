@@ -119,6 +119,10 @@ class RetryBudget:
         self._failed = 0
         self._started = clock()
 
+    def remaining_s(self) -> float:
+        """Time left before the deadline."""
+        return self.policy.deadline_s - (self._clock() - self._started)
+
     def progressed(self) -> None:
         """A download moved forward: its attempts and deadline start again."""
         self._failed = 0
@@ -150,8 +154,7 @@ class RetryBudget:
         return self.policy.backoff_s(max(1, self._failed))
 
     def _check_deadline(self, failure: Failure, delay: float) -> None:
-        remaining = self.policy.deadline_s - (self._clock() - self._started)
-        if delay <= remaining:
+        if delay <= self.remaining_s():
             return
         message = (
             f"{self.method} {self.path}: gave up after {self._failed} failed attempt(s) within "

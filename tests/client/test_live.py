@@ -343,3 +343,22 @@ def test_a_redirect_to_an_undeclared_host_is_refused_before_any_request(
         client.download(_the_file(client).id, bytearray().extend)
 
     assert storage.requests == []
+
+
+def test_no_attempt_outlasts_the_deadline_even_with_a_long_timeout() -> None:
+    # A listening socket that never answers: each request hangs until its timeout.
+    import socket
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    policy = RetryPolicy(attempts=10, base_delay_s=0.05, deadline_s=0.6)
+    url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+    started = time.monotonic()
+
+    with VdrClient(url, retry=policy, timeout_s=30) as client:
+        with pytest.raises(TransportError):
+            client.capabilities()
+
+    silent.close()
+    assert time.monotonic() - started < 3
