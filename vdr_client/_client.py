@@ -2,10 +2,12 @@
 
 One `httpx.Client` serves every thread (its connection pool is thread-safe). Every call goes
 through `_call`, which retries as `RetryPolicy` says. All v1 calls are treated as idempotent and
-so retried after any retryable failure, including the POST actions: trashing a trashed room,
-restoring an active one or purging a purged one changes nothing more, and the API answers each
-with an operation, so repeating one whose answer was lost is safe. A call marked otherwise
-would be retried only when the server surely did not act (refused connection, 429).
+so retried after any retryable failure, including the POST actions, because the API makes them
+so: trashing a trashed room or restoring an active one succeeds and changes nothing more, and
+purging twice cannot remove more than once. One visible trace remains: a purge repeated after
+its first answer was lost may find the object already gone and raise NotFound, which callers
+should read as "done". A call marked otherwise would be retried only when the server surely
+did not act (refused connection, 429).
 """
 
 from __future__ import annotations
@@ -61,7 +63,12 @@ _DONE_STATES = frozenset({"succeeded", "failed"})
 
 
 class VdrClient:
-    """Typed, retrying, thread-safe client of one VDR proxy."""
+    """Typed, retrying, thread-safe client of one VDR proxy.
+
+    `max_connections` sizes the connection pool of the default transport; a `transport` given
+    by the caller (an in-process ASGI transport, a MockTransport) brings its own. The token is
+    sent to the proxy only, never to a storage host a download is redirected to.
+    """
 
     def __init__(
         self,
