@@ -18,7 +18,7 @@ from slack_bolt import Ack, App, BoltResponse
 from slack_bolt.context.respond import Respond
 from slack_sdk import WebClient
 
-from bot import dedupe, flows, grammar, views
+from bot import approvals, dedupe, flows, grammar, views
 from bot.deps import Deps, web_client
 from bot.errors import InvalidInput
 from vdr_client import VdrClient
@@ -67,6 +67,7 @@ def _register(app: App, deps: Deps) -> None:
     app.view(views.EXPORT_MODAL)(_on_export_submit(deps))
     app.view(views.SETTINGS_MODAL)(_on_settings_submit(deps))
     app.event("app_home_opened")(_on_home_opened(deps))
+    approvals.register(app, deps)
     app.error(_on_error)
 
 
@@ -82,6 +83,8 @@ def _on_command(deps: Deps) -> Any:
                             body.get("trigger_id"))
         if isinstance(command, grammar.Export):
             flows.open_export(deps, reply, command.room)
+        elif isinstance(command, grammar.Deletion):
+            approvals.request_deletion(deps, reply, command.action, command.room)
         elif isinstance(command, grammar.EditSettings):
             flows.open_settings(deps, reply)
         else:
@@ -110,6 +113,8 @@ def _room_action(deps: Deps, reply: flows.Reply, verb: str, room_id: str) -> Non
         flows.run_command(deps, grammar.Show(room_id), reply)
     elif verb == "reports":
         flows.run_command(deps, grammar.Reports(room_id), reply)
+    elif verb in approvals.ACTIONS:
+        approvals.request_deletion(deps, reply, verb, room_id)
 
 
 def _on_room_menu(deps: Deps) -> Any:

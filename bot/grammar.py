@@ -2,6 +2,7 @@
 
     help [topic]                    search [text] [status:S] [owner:O] [inactive:180d] [sort:K]
     show <room>                     export <room>
+    trash <room>                    purge <room>                    restore <room>
     jobs                            cancel <job id>
     reports [room]                  report <id>
     settings
@@ -62,6 +63,14 @@ class Export:
 
 
 @dataclass(frozen=True)
+class Deletion:
+    """`trash`, `purge` or `restore` of a room: a request that needs an approver."""
+
+    action: str
+    room: str
+
+
+@dataclass(frozen=True)
 class Jobs:
     pass
 
@@ -86,9 +95,11 @@ class EditSettings:
     pass
 
 
-Command = Help | Search | Show | Export | Jobs | Cancel | Reports | ReportDetail | EditSettings
+Command = (Help | Search | Show | Export | Deletion | Jobs | Cancel | Reports | ReportDetail
+           | EditSettings)
 
-VERBS = ("help", "search", "show", "export", "jobs", "cancel", "reports", "report", "settings")
+VERBS = ("help", "search", "show", "export", "trash", "purge", "restore", "jobs", "cancel",
+         "reports", "report", "settings")
 """Every verb `/vdr` knows, in the order help lists them."""
 
 
@@ -200,6 +211,9 @@ _PARSERS: dict[str, Callable[[list[str]], Command]] = {
     "search": _search,
     "show": lambda args: Show(_rest(args, "room", "show")),
     "export": lambda args: Export(_rest(args, "room", "export")),
+    "trash": lambda args: Deletion("trash", _rest(args, "room", "trash")),
+    "purge": lambda args: Deletion("purge", _rest(args, "room", "purge")),
+    "restore": lambda args: Deletion("restore", _rest(args, "room", "restore")),
     "jobs": _no_args("jobs", Jobs()),
     "cancel": lambda args: Cancel(_rest(args, "job id", "cancel")),
     "reports": lambda args: Reports(" ".join(args) or None),

@@ -70,6 +70,10 @@ class Roles:
             return Role.VIEWER
         return Role.NONE
 
+    def is_approver(self, user: str) -> bool:
+        """True when `user` is listed in the approver group (directly or by user group)."""
+        return self._listed(user, self.load_settings().approver_group)
+
     def require(self, user: str, needed: Role) -> Role:
         """The user's role, or PermissionDenied when it is below `needed`."""
         role = self.role_of(user)

@@ -30,6 +30,9 @@ ROOM_MENU = "room_menu"
 ROOM_SHOW = "room_show"
 ROOM_EXPORT = "room_export"
 ROOM_REPORTS = "room_reports"
+ROOM_TRASH = "room_trash"
+ROOM_PURGE = "room_purge"
+ROOM_RESTORE = "room_restore"
 SEARCH_PAGE = "search_page"
 JOB_CANCEL = "job_cancel"
 REPORT_SHOW = "report_show"
@@ -239,6 +242,11 @@ _USAGE = {
     "show": ("show <room>", "A room's size, owner, activity and storage cost; by id or name."),
     "export": ("export <room>", "Copy a room to local disk and/or S3 with a verified manifest; "
                "progress and the final report appear in a thread. Operators only."),
+    "trash": ("trash <room>", "Ask to move a room to the trash; an approver (not you) must "
+              "approve it on the card posted in the channel. Operators only."),
+    "purge": ("purge <room>", "Ask to delete a room for good. Needs an export whose manifest "
+              "still matches the room (run `/vdr export` first) and an approver's OK."),
+    "restore": ("restore <room>", "Ask to bring a trashed room back; an approver must approve."),
     "jobs": ("jobs", "Jobs queued or running, with their progress."),
     "cancel": ("cancel <job id>", "Stop a queued or running job. Operators only."),
     "reports": ("reports [room]", "Recent job reports, all or for one room."),
@@ -290,10 +298,13 @@ def room_menu(room: Room) -> dict[str, Any] | None:
     """The overflow menu of a room row; None when the id is too long to carry in a value."""
     if len(room.id) + 8 > blockkit.OPTION_VALUE_MAX:
         return None
+    first = ("restore", "Restore…") if room.status == "trashed" else ("trash", "Move to trash…")
     return {"type": "overflow", "action_id": ROOM_MENU, "options": [
         option("Show details", f"show:{room.id}"),
         option("Export…", f"export:{room.id}"),
         option("Reports", f"reports:{room.id}"),
+        option(first[1], f"{first[0]}:{room.id}"),
+        option("Purge…", f"purge:{room.id}"),
     ]}
 
 
@@ -342,7 +353,10 @@ def room_details(room: Room, price_per_gb_month: float) -> Message:
             ("Storage cost", f"{money(cost)} per month"),
         ]),
         actions(button("Export…", ROOM_EXPORT, room.id, style="primary"),
-                button("Reports", ROOM_REPORTS, room.id)),
+                button("Reports", ROOM_REPORTS, room.id),
+                button("Restore…", ROOM_RESTORE, room.id) if room.status == "trashed"
+                else button("Move to trash…", ROOM_TRASH, room.id),
+                button("Purge…", ROOM_PURGE, room.id, style="danger")),
         context(f"Room id `{escape(clip(room.id, 200))}`"),
     ]
     return message(f"Room {room.name}", blocks)
