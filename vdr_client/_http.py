@@ -18,8 +18,8 @@ import httpx
 from vdr_client._errors import ApiError, BadRequest, TransportError, error_for_status
 from vdr_client._retry import FailedAttempt, Failure, parse_retry_after
 
-_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-"""Answers worth another attempt: throttling and a server or gateway that may recover."""
+_NEVER_RETRY_5XX = frozenset({501, 505})
+"""Server errors that say "this server never does that": trying again cannot help."""
 
 
 def quote_id(object_id: str) -> str:
@@ -88,7 +88,8 @@ def _safe_url(url: httpx.URL) -> str:
 def failure_from_response(response: httpx.Response) -> Failure:
     """Classify an error answer; the body must already be read."""
     error = api_error(response)
-    retryable = response.status_code in _RETRY_STATUSES
+    status = response.status_code
+    retryable = status == 429 or (status >= 500 and status not in _NEVER_RETRY_5XX)
     return Failure(
         error,
         str(response.status_code),

@@ -216,6 +216,15 @@ def test_client_errors_are_never_retried(status: int, raised: type[Exception]) -
     assert time.sleeps == []
 
 
+def test_a_server_that_will_never_do_it_is_not_asked_again() -> None:
+    seen, handler = scripted(error(501, "not_implemented"), ok_room())
+
+    with pytest.raises(ServerError):
+        make_client(handler, time=FakeTime()).get_room("r1")
+
+    assert len(seen) == 1
+
+
 def test_on_retry_sees_every_retry_with_its_reason() -> None:
     events: list[RetryEvent] = []
     _, handler = scripted(
