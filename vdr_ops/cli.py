@@ -18,8 +18,8 @@ _COMMANDS: dict[str, str] = {
     "worker": "jobs.cli:worker",
     "db": "jobs.cli:db",
     "bot": "bot.cli:bot",
-    "console": "bot.cli:console",
-    "demo": "bot.cli:demo",
+    "console": "bot.console.cli:console",
+    "demo": "vdr_ops.demo:demo",
 }
 
 
