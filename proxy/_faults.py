@@ -263,17 +263,12 @@ class _ShapedSend:
         loop = asyncio.get_running_loop()
         for offset in range(0, len(body), step):
             piece = body[offset : offset + step]
-            last = offset + step >= len(body)
+            due = (self._sent + len(piece)) / self._bandwidth - (loop.time() - self._started)
+            if due > 0:  # wait until this piece may have arrived at the configured rate
+                await asyncio.sleep(due)
             self._sent += len(piece)
-            message = {
-                "type": "http.response.body",
-                "body": piece,
-                "more_body": more_body or not last,
-            }
-            await self._send(message)
-            ahead = self._sent / self._bandwidth - (loop.time() - self._started)
-            if ahead > 0:
-                await asyncio.sleep(ahead)
+            more = more_body or offset + step < len(body)
+            await self._send({"type": "http.response.body", "body": piece, "more_body": more})
 
     async def _cut(self) -> None:
         self._scope["vdr.fault"] = f"cut@{self._cut_at}"

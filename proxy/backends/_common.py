@@ -175,9 +175,10 @@ def parse_size(text: str | int) -> int:
     cleaned = text.strip().lower().removesuffix("ib").removesuffix("b")
     number = cleaned.rstrip("kmgt")
     unit = cleaned[len(number) :]
-    if unit not in _SIZE_UNITS or not number:
-        raise ValueError(f"not a size: {text!r} (try 4096, 64k, 1.5m or 10g)")
-    value = float(number) * _SIZE_UNITS[unit]
-    if value < 0:
-        raise ValueError(f"not a size: {text!r} (sizes are 0 or more)")
-    return int(value)
+    try:
+        value = float(number) * _SIZE_UNITS[unit]
+        if not 0 <= value < 2**63:
+            raise ValueError(text)
+        return int(value)
+    except (KeyError, ValueError) as exc:
+        raise ValueError(f"not a size: {text!r} (try 4096, 64k, 1.5m or 10g)") from exc

@@ -460,7 +460,7 @@ class DirectoryBackend(Backend):
         etag_key = f"{entry.item_id}:{entry.size}:{entry.mtime_ns}".encode()
         return Item(
             id=entry.item_id,
-            type=entry.type,  # type: ignore[arg-type]
+            type=entry.type,
             name=display_name(entry.raw_name),
             parent_id=parent_id,
             size=size,

@@ -66,7 +66,7 @@ HASH_MAX_BYTES = 64 * 1024 * 1024
 MEAN_FILE_SIZE = 256 * 1024
 """Mean file size of a room whose spec names no size."""
 
-_SPREAD_PER_LEVEL = 0.5  # log-normal sigma of each halving in the size cascade
+_SIZE_SPREAD = 1.3  # log-normal sigma of file sizes within a folder, whatever its width
 _NORMAL = NormalDist()
 _MASK64 = (1 << 64) - 1
 
@@ -268,7 +268,7 @@ class _Tree:
         if self.fixed_size is not None:
             budgets = [n * self.fixed_size for n in counts]
         else:
-            weights = [n * rng.lognormvariate(0, 0.4) for n in counts]
+            weights = [n * rng.lognormvariate(0, 0.5) for n in counts]
             budgets = _share(folder.bytes, weights, [n * self.min_size for n in counts])
 
         subfolders = tuple(
@@ -306,10 +306,11 @@ class _Tree:
             stride += 2
         index = (stride * index + _mix(self.key, "shift", folder.path)) % count
         low, high, total = 0, count, split.direct_bytes
+        spread = _SIZE_SPREAD / math.sqrt(max(1, (count - 1).bit_length()))  # per halving
         while high - low > 1:
             middle = (low + high) // 2
             unit = (_mix(self.key, "cut", folder.path, low, high) + 0.5) / (1 << 64)
-            tilt = _SPREAD_PER_LEVEL * _NORMAL.inv_cdf(unit)
+            tilt = spread * _NORMAL.inv_cdf(unit)
             left_weight = (middle - low) * 2.718281828459045**tilt
             right_weight = float(high - middle)
             floors = [(middle - low) * self.min_size, (high - middle) * self.min_size]
@@ -532,7 +533,7 @@ class SyntheticBackend(Backend):
             used.add(name)
 
             files = int(round(2.718281828459045 ** rng.uniform(6.7, 10.3)))  # ~800 to ~30,000
-            if rng.random() < 0.06:
+            if index % 10 == 9:  # one room in ten is a giant: a carve-out, a decade of deals
                 files = rng.randint(100_000, 1_000_000)
             spec = RoomSpec(
                 name=name,
@@ -654,7 +655,7 @@ class SyntheticBackend(Backend):
         return Room(
             id=self._encode(_Ref(0, index)),
             name=plan.name,
-            status=state.status,  # type: ignore[arg-type]
+            status=state.status,
             owner=plan.owner,
             created_at=plan.created_at,
             last_activity_at=plan.last_activity_at,

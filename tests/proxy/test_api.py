@@ -34,8 +34,11 @@ def first_room(http: httpx.Client) -> dict[str, Any]:
 
 
 def files_of(http: httpx.Client, room: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {path: item for path, item in walk(http, room["root_folder_id"]).items()
-            if item["type"] == "file"}
+    return {
+        path: item
+        for path, item in walk(http, room["root_folder_id"]).items()
+        if item["type"] == "file"
+    }
 
 
 def test_capabilities_describe_what_the_backend_does(http: httpx.Client) -> None:
@@ -151,13 +154,15 @@ def test_small_pages_list_the_same_items_as_one_big_page(http: httpx.Client) -> 
 
 def test_a_cursor_only_works_for_its_own_folder(http: httpx.Client) -> None:
     room = first_room(http)
-    folders = [item for item in walk(http, room["root_folder_id"]).values()
-               if item["type"] == "folder"]
+    folders = [
+        item for item in walk(http, room["root_folder_id"]).values() if item["type"] == "folder"
+    ]
     page = http.get(f"/v1/folders/{room['root_folder_id']}/children", params={"limit": 1}).json()
 
     assert page["next_cursor"]
-    other = http.get(f"/v1/folders/{folders[-1]['id']}/children",
-                     params={"cursor": page["next_cursor"]})
+    other = http.get(
+        f"/v1/folders/{folders[-1]['id']}/children", params={"cursor": page["next_cursor"]}
+    )
     assert_error(other, 400, "bad_request")
 
 
@@ -172,9 +177,7 @@ def test_content_matches_the_advertised_hash(http: httpx.Client) -> None:
         assert hashlib.sha256(response.content).hexdigest() == item["hashes"]["sha256"]
 
 
-def test_directory_content_is_the_bytes_on_disk(
-    backend: Any, http: httpx.Client
-) -> None:
+def test_directory_content_is_the_bytes_on_disk(backend: Any, http: httpx.Client) -> None:
     if not isinstance(backend, DirectoryBackend):
         pytest.skip("directory backend only")
     served = {}
@@ -297,8 +300,9 @@ def test_purge_needs_a_trashed_room_and_its_etag(http: httpx.Client) -> None:
     assert_error(http.post(f"{url}:purge", headers={"If-Match": '"stale"'}), 412)
     assert http.get(url).status_code == 200
 
-    operation(http.post(f"{url}:purge", headers={"If-Match": f'"{room["etag"]}"'}), "purge",
-              room["id"])
+    operation(
+        http.post(f"{url}:purge", headers={"If-Match": f'"{room["etag"]}"'}), "purge", room["id"]
+    )
     assert_error(http.get(url), 404)
     assert room["id"] not in [found["id"] for found in rooms(http)]
     assert_error(http.post(f"{url}:restore"), 404)
@@ -340,8 +344,9 @@ def test_folders_are_purged_bottom_up(http: httpx.Client) -> None:
     assert_error(http.post(f"/v1/items/{room['root_folder_id']}:purge"), 409)
     assert_error(http.post(f"/v1/items/{room['root_folder_id']}:trash"), 409)
 
-    deepest_first = sorted(below.items(), key=lambda pair: (pair[1]["type"] != "file",
-                                                            -pair[0].count("/")))
+    deepest_first = sorted(
+        below.items(), key=lambda pair: (pair[1]["type"] != "file", -pair[0].count("/"))
+    )
     for _, item in deepest_first:
         operation(http.post(f"/v1/items/{item['id']}:purge"), "purge", item["id"])
     operation(http.post(f"/v1/items/{folder['id']}:purge"), "purge", folder["id"])
