@@ -17,6 +17,7 @@ from redis import Redis
 
 from jobs import engine as export_engine
 from jobs import store
+from jobs.config import EngineConfig
 from jobs.errors import ExportAlreadyRunning, InvalidRequest, JobNotFound
 from jobs.plan import ExportSpec, room_folder_name
 from jobs.progress import Progress
@@ -195,6 +196,7 @@ def _prepare(
     if s3_url:
         parse_s3_url(s3_url)
     runtime = load_runtime_settings(engine, redis)
+    limits = EngineConfig()
     room = _resolve_room(room_ref, client)
     spec = ExportSpec(
         job_id=store.new_id(), room_id=room.id, room_name=room.name,
@@ -202,6 +204,7 @@ def _prepare(
         local_root=str(Path(local_root or runtime.export_root).absolute()) if to_local else None,
         s3_url=s3_url.rstrip("/") if s3_url else None, requested_by=requested_by,
         concurrency=runtime.concurrency, queue=queue or process_defaults.QUEUE_NAME,
+        shard_max_files=limits.shard_max_files, shard_max_bytes=limits.shard_max_bytes,
     )
     running = store.find_active_job(engine, room.id, spec.destination_urls())
     if running is not None:

@@ -1,1 +1,275 @@
-"""Command-line entry points of this package (filled in by its module owner)."""
+"""`vdr export`, `vdr reports`, `vdr report`, `vdr worker`, `vdr db`.
+
+Exit codes: 0 done (export succeeded), 1 the export failed or another error, 2 bad usage
+(click's), 3 no such room or an ambiguous name, 4 the token was refused, 5 the proxy cannot be
+reached, 130 cancelled from the keyboard.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import threading
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.filesize import decimal as human_size
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from vdr_client import AmbiguousRoom, NotFound, TransportError, Unauthorized, VdrError
+
+EXIT_FAILED, EXIT_NOT_FOUND, EXIT_AUTH, EXIT_UNREACHABLE, EXIT_INTERRUPTED = 1, 3, 4, 5, 130
+
+
+def _console(stderr: bool = False) -> Console:
+    return Console(highlight=False, stderr=stderr)
+
+
+def _fail(message: str, code: int) -> click.exceptions.Exit:
+    _console(stderr=True).print(f"[bold red]error:[/] {escape(message)}")
+    return click.exceptions.Exit(code)
+
+
+def _services() -> tuple[Any, Any]:
+    """Redis and the SQL engine from the process settings."""
+    from redis import Redis
+
+    from jobs import store
+    from vdr_ops.settings import get_settings
+
+    settings = get_settings()
+    return Redis.from_url(settings.redis_url), store.get_engine(settings.database_url)
+
+
+# --- vdr export -------------------------------------------------------------------------------
+
+
+@click.command()
+@click.argument("room")
+@click.option("--to", "local_root", metavar="DIR",
+              help="Export root folder (default: the runtime settings' export root).")
+@click.option("--no-local", is_flag=True, help="Export to S3 only.")
+@click.option("--s3", "s3_url", metavar="s3://BUCKET/PREFIX", help="Also export to S3 here.")
+@click.option("--enqueue", is_flag=True, help="Queue the export for `vdr worker` and return.")
+@click.option("--requested-by", default=None, help="Who asked (default: your login name).")
+def export(
+    room: str, local_root: str | None, no_local: bool, s3_url: str | None, enqueue: bool,
+    requested_by: str | None,
+) -> None:
+    """Export ROOM (id or unambiguous name) to a local folder and/or S3, verified."""
+    from jobs import api
+    from jobs.errors import JobsError
+
+    redis, engine = _services()
+    who = requested_by or getpass.getuser()
+    options = {"room_ref": room, "to_local": not no_local, "s3_url": s3_url,
+               "requested_by": who, "redis": redis, "engine": engine, "local_root": local_root}
+    try:
+        if enqueue:
+            job = api.enqueue_export(**options)
+            _console().print(f"queued export job [bold]{job.id}[/] of {escape(job.room_name)}")
+            return
+        report = _run_with_progress(options)
+    except AmbiguousRoom as error:
+        raise _fail(str(error), EXIT_NOT_FOUND) from error
+    except NotFound as error:
+        raise _fail(f"no room {room!r}: {error}", EXIT_NOT_FOUND) from error
+    except Unauthorized as error:
+        raise _fail("the proxy refused the token; check VDR_API_TOKEN", EXIT_AUTH) from error
+    except TransportError as error:
+        raise _fail(f"cannot reach the proxy (VDR_API_URL): {error}", EXIT_UNREACHABLE) from error
+    except (JobsError, VdrError) as error:
+        raise _fail(str(error), EXIT_FAILED) from error
+    if report is None:
+        raise _fail("another process holds part of this export; see `vdr reports`", EXIT_FAILED)
+    _print_report(report)
+    if report.state == "cancelled":
+        raise click.exceptions.Exit(EXIT_INTERRUPTED)
+    if report.state != "succeeded":
+        raise click.exceptions.Exit(EXIT_FAILED)
+
+
+def _run_with_progress(options: dict[str, Any]) -> Any:
+    """Run the export in a thread while this one draws the bar; Ctrl-C cancels the job."""
+    from jobs import api
+
+    outcome: dict[str, Any] = {}
+    job_ready = threading.Event()
+
+    def on_job(job: Any) -> None:
+        outcome["job"] = job
+        job_ready.set()
+
+    def target() -> None:
+        try:
+            outcome["report"] = api.run_export(**options, on_job=on_job)
+        except BaseException as error:  # handed to the main thread
+            outcome["error"] = error
+        finally:
+            job_ready.set()
+
+    worker = threading.Thread(target=target, name="vdr-export-inline", daemon=True)
+    worker.start()
+    try:
+        job_ready.wait()
+        _show_progress(worker, outcome, options["redis"])
+    except KeyboardInterrupt:
+        _cancel_inline(outcome, options, worker)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("report")
+
+
+def _show_progress(worker: threading.Thread, outcome: dict[str, Any], redis: Any) -> None:
+    from jobs.api import read_progress
+
+    job = outcome.get("job")
+    if job is None:
+        worker.join()
+        return
+    columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
+               TextColumn("{task.fields[files]}"), TextColumn("{task.fields[rate]}"),
+               TimeRemainingColumn())
+    with Progress(*columns, console=_console(stderr=True), transient=True) as bar:
+        task = bar.add_task(f"export {job.room_name}", total=None, files="", rate="")
+        while worker.is_alive():
+            progress = read_progress(job.id, redis=redis)
+            bar.update(task, total=progress.bytes_total or None, completed=progress.bytes_done,
+                       files=f"{progress.files_done}/{progress.files_total} files",
+                       rate=f"{human_size(int(progress.rate_bps))}/s")
+            worker.join(0.25)
+
+
+def _cancel_inline(
+    outcome: dict[str, Any], options: dict[str, Any], worker: threading.Thread
+) -> None:
+    from jobs import api
+
+    job = outcome.get("job")
+    _console(stderr=True).print("cancelling: finishing the files in flight ...")
+    if job is not None:
+        api.cancel_job(job.id, actor=options["requested_by"], redis=options["redis"],
+                       engine=options["engine"])
+    worker.join()
+
+
+# --- vdr reports / vdr report -----------------------------------------------------------------
+
+
+@click.command()
+@click.option("--room", default=None, help="Only reports of rooms whose id or name matches.")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def reports(room: str | None, limit: int, as_json: bool) -> None:
+    """List export reports, newest first."""
+    from jobs import store
+
+    _, engine = _services()
+    found = store.list_reports(engine, room=room, limit=limit)
+    if as_json:
+        for item in found:
+            click.echo(item.model_dump_json())
+        return
+    table = Table("report", "job", "room", "state", "files", "size", "retries", "finished")
+    for item in found:
+        table.add_row(item.id, item.job_id, escape(item.room_name), _state(item.state),
+                      f"{item.files_done}/{item.files_total}", human_size(item.bytes_done),
+                      str(item.retries), f"{item.finished_at:%Y-%m-%d %H:%M}")
+    _console().print(table if found else "no reports yet")
+
+
+@click.command()
+@click.argument("report_id")
+@click.option("--json", "as_json", is_flag=True, help="The report as JSON.")
+def report(report_id: str, as_json: bool) -> None:
+    """Show one report (by report id or job id)."""
+    from jobs import store
+
+    _, engine = _services()
+    found = store.get_report(engine, report_id)
+    if found is None:
+        raise _fail(f"no report {report_id!r}; `vdr reports` lists them", EXIT_NOT_FOUND)
+    if as_json:
+        click.echo(found.model_dump_json(indent=2))
+        return
+    _print_report(found)
+
+
+def _print_report(item: Any) -> None:
+    console = _console()
+    console.print(f"[bold]{escape(item.room_name)}[/] ({item.room_id}) export {_state(item.state)}"
+                  f" — report {item.id}, job {item.job_id}, asked by {escape(item.requested_by)}")
+    console.print(f"files {item.files_done}/{item.files_total} (already there: "
+                  f"{item.files_skipped}, failed: {item.files_failed}), "
+                  f"{human_size(item.bytes_done)} of {human_size(item.bytes_total)}, "
+                  f"{item.retries} retries, {item.duration_s:.1f}s")
+    for location in item.manifest_locations:
+        console.print(f"manifest: {escape(location)}")
+    if item.error:
+        console.print(f"[red]error:[/] {escape(item.error)}")
+    for failure in item.failures[:50]:
+        console.print(f"[red]failed[/] {escape(failure['path'])}: {escape(failure['reason'])}")
+    for retry in item.retried[:50]:
+        reason = f"{escape(retry['reason'])} ×{retry['count']}"
+        console.print(f"retried {escape(retry['path'])}: {reason}")
+
+
+def _state(state: str) -> str:
+    colour = {"succeeded": "green", "failed": "red", "cancelled": "yellow"}.get(state, "blue")
+    return f"[{colour}]{state}[/]"
+
+
+# --- vdr worker / vdr db ----------------------------------------------------------------------
+
+
+@click.command()
+@click.option("--burst", is_flag=True, help="Quit once the queues are empty (tests, batch runs).")
+@click.option("--queue", "queues", multiple=True, help="Queue(s) to work (default: vdr).")
+@click.option("--name", default=None, help="Worker name shown by RQ.")
+@click.option("--simple", is_flag=True, help="Run jobs in this process instead of a fork.")
+@click.option("--no-scheduler", is_flag=True, help="Do not run RQ's scheduler (retry back-off).")
+def worker(burst: bool, queues: tuple[str, ...], name: str | None, simple: bool,
+           no_scheduler: bool) -> None:
+    """Run an RQ worker for export jobs (start as many as you like)."""
+    from jobs import store
+    from jobs.config import EngineConfig
+    from jobs.worker import run_worker
+    from vdr_ops.defaults import QUEUE_NAME
+    from vdr_ops.settings import get_settings
+
+    settings = get_settings()
+    store.get_engine(settings.database_url)  # migrate before the first job needs it
+    run_worker(redis_url=settings.redis_url, queues=list(queues) or [QUEUE_NAME], burst=burst,
+               simple=simple, name=name, with_scheduler=not no_scheduler,
+               reap_interval_s=EngineConfig().reap_interval_s)
+
+
+@click.group()
+def db() -> None:
+    """The jobs database (DATABASE_URL): migrations."""
+
+
+@db.command()
+def upgrade() -> None:
+    """Apply every migration (Alembic upgrade head)."""
+    from jobs import store
+    from vdr_ops.settings import get_settings
+
+    engine = store.create_engine(get_settings().database_url)
+    store.migrate(engine)
+    click.echo(f"database at revision {store.current_revision(engine)}")
+
+
+@db.command()
+def current() -> None:
+    """Print the revision the database is at, and the newest one shipped."""
+    from jobs import store
+    from vdr_ops.settings import get_settings
+
+    engine = store.create_engine(get_settings().database_url)
+    revisions = {"current": store.current_revision(engine), "head": store.head_revision()}
+    click.echo(json.dumps(revisions))
+

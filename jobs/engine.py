@@ -33,7 +33,7 @@ from jobs.local_dest import LocalDestination
 from jobs.manifest import ManifestEntry, encode_lines
 from jobs.plan import ExportSpec, FileTask, Tree, merge_earlier, split_shards, walk_tree
 from jobs.progress import emit_event, maybe_emit_progress
-from jobs.s3_dest import S3Destination, make_s3_client, parse_s3_url
+from jobs.s3_dest import S3Destination, parse_s3_url, shared_s3_client
 from jobs.state import JobState, shard_number, shard_task
 from jobs.transfer import FileFailed, FileMover, failed_entry
 from vdr_client import RetryEvent, VdrClient
@@ -56,7 +56,7 @@ class Services:
     engine: sa.Engine
     config: EngineConfig = field(default_factory=lambda: EngineConfig())
     client_factory: ClientFactory = VdrClient.from_settings
-    s3_client_factory: Callable[[int], Any] = make_s3_client
+    s3_client_factory: Callable[[int], Any] = shared_s3_client
 
 
 # --- planning ---------------------------------------------------------------------------------
@@ -276,6 +276,9 @@ class _ShardRunner:
                        {"path": task.original_path, "reason": failure.reason})
         except Cancelled:
             return
+        except Exception as error:  # a bug or an unforeseen library error: this file fails
+            log.exception("job %s: %s failed unexpectedly", self.spec.job_id, task.original_path)
+            entry, downloaded = failed_entry(task, f"unexpected {type(error).__name__}"), True
         finally:
             self.limit.release(success=success)
         self._record(entry, downloaded)

@@ -34,7 +34,8 @@ class AdaptiveLimit:
     ) -> None:
         self.minimum = max(1, minimum)
         self.maximum = max(self.minimum, maximum or initial)
-        self._limit = float(min(max(initial, self.minimum), self.maximum))
+        self._limit = min(max(initial, self.minimum), self.maximum)
+        self._successes = 0  # since the limit last grew
         self._in_flight = 0
         self._cooldown_s = cooldown_s
         self._clock = clock
@@ -43,7 +44,7 @@ class AdaptiveLimit:
 
     @property
     def limit(self) -> int:
-        return int(self._limit)
+        return self._limit
 
     @property
     def in_flight(self) -> int:
@@ -52,7 +53,7 @@ class AdaptiveLimit:
     def acquire(self, stop: threading.Event | None = None) -> bool:
         """Wait for a slot; False if `stop` was set while waiting."""
         with self._cond:
-            while self._in_flight >= int(self._limit):
+            while self._in_flight >= self._limit:
                 if stop is not None and stop.is_set():
                     return False
                 self._cond.wait(0.2)
@@ -63,7 +64,10 @@ class AdaptiveLimit:
         with self._cond:
             self._in_flight -= 1
             if success and self._limit < self.maximum:
-                self._limit = min(self.maximum, self._limit + 1.0 / self._limit)
+                self._successes += 1
+                if self._successes >= self._limit:  # one more per full round of files
+                    self._limit += 1
+                    self._successes = 0
             self._cond.notify_all()
 
     def throttled(self) -> None:
@@ -74,8 +78,9 @@ class AdaptiveLimit:
                 return
             self._last_cut = now
             before = self._limit
-            self._limit = max(float(self.minimum), self._limit / 2)
-        log.info("source throttles: files in flight %d -> %d", int(before), int(self._limit))
+            self._limit = max(self.minimum, self._limit // 2)
+            self._successes = 0
+        log.info("source throttles: files in flight %d -> %d", before, self._limit)
 
 
 class ByteBudget:

@@ -14,6 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 __all__ = ["EntryStatus", "ManifestEntry", "encode_lines", "parse_lines"]
 
+_LINE_BREAKS = ("\x85", "\u2028", "\u2029")
+"""Line breaks to Python's splitlines() and some editors, left raw by JSON encoders."""
+
 EntryStatus = Literal["exported", "verified", "failed"]
 """exported: written by this run; verified: intact from an earlier run; failed: not written."""
 
@@ -39,7 +42,13 @@ class ManifestEntry(BaseModel):
     job_id: str | None = Field(default=None, description="The export that wrote or verified it.")
 
     def to_line(self) -> bytes:
-        return self.model_dump_json(exclude_none=True).encode("utf-8") + b"\n"
+        """One line of UTF-8 JSON; characters that some readers take for line breaks are
+        escaped, so a name holding U+2028 cannot split an entry in two."""
+        text = json.dumps(self.model_dump(mode="json", exclude_none=True), ensure_ascii=False,
+                          separators=(",", ":"))
+        for char in _LINE_BREAKS:
+            text = text.replace(char, f"\\u{ord(char):04x}")
+        return text.encode("utf-8") + b"\n"
 
 
 def encode_lines(entries: Iterable[ManifestEntry]) -> Iterator[bytes]:

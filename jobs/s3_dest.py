@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import os
 import re
 import tempfile
 import threading
@@ -26,7 +27,7 @@ from jobs.destinations import Expected, Verdict
 from jobs.errors import DestinationError, InvalidRequest
 from jobs.manifest import ManifestEntry, parse_lines
 
-__all__ = ["S3Destination", "make_s3_client", "parse_s3_url"]
+__all__ = ["S3Destination", "make_s3_client", "parse_s3_url", "shared_s3_client"]
 
 log = logging.getLogger("vdr.jobs.s3")
 
@@ -47,18 +48,34 @@ def parse_s3_url(url: str) -> tuple[str, str]:
     return match.group(1), match.group(2).strip("/")
 
 
-def make_s3_client(max_connections: int = 64) -> Any:
+def make_s3_client(max_connections: int = 64, *, max_attempts: int = 5) -> Any:
     """A boto3 S3 client configured by boto3's own rules (env, profile, AWS_ENDPOINT_URL_S3)."""
     import boto3
     from botocore.config import Config
 
     config = Config(
         max_pool_connections=max_connections,
-        retries={"mode": "standard", "max_attempts": 5},
+        retries={"mode": "standard", "max_attempts": max_attempts},
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
     )
     return boto3.session.Session().client("s3", config=config)
+
+
+_S3_ENV = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_ACCESS_KEY_ID",
+           "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE")
+_clients: dict[tuple[Any, ...], Any] = {}
+_clients_lock = threading.Lock()
+
+
+def shared_s3_client(max_connections: int = 64) -> Any:
+    """One S3 client per configuration for the whole process (boto3 clients are thread-safe,
+    and building one costs a third of a second)."""
+    key = (max_connections, *(os.environ.get(name) for name in _S3_ENV))
+    with _clients_lock:
+        if key not in _clients:
+            _clients[key] = make_s3_client(max_connections)
+        return _clients[key]
 
 
 def b64_sha256(data: bytes) -> str:
@@ -87,8 +104,9 @@ def s3_errors(what: str) -> Iterator[None]:
     except ClientError as error:
         code = error.response.get("Error", {}).get("Code", "error")
         raise DestinationError(f"S3 refused to {what}: {code}") from error
-    except BotoCoreError as error:
-        raise DestinationError(f"S3 unreachable while trying to {what}: {error}") from error
+    except BotoCoreError as error:  # its message may quote URLs: name the kind only
+        kind = type(error).__name__
+        raise DestinationError(f"S3 unreachable while trying to {what} ({kind})") from error
 
 
 class S3Destination:

@@ -318,6 +318,11 @@ def list_audit(
 # --- helpers ----------------------------------------------------------------------------------
 
 
+def create_engine(database_url: str) -> sa.Engine:
+    """A new engine, not migrated and not cached (`vdr db` uses it)."""
+    return _create_engine(database_url)
+
+
 def _create_engine(database_url: str) -> sa.Engine:
     url = sa.make_url(database_url)
     if url.get_backend_name() != "sqlite":

@@ -106,8 +106,11 @@ class FileMover:
         try:
             if self.stop.is_set():
                 raise Cancelled("stopped before download")
+            # Remote destinations first: when S3 refuses at the end, the local file is not yet
+            # in place either, so every destination holds the file or none does.
+            ordered = sorted(missing, key=lambda dest: dest.memory_for(1) == 0)
             attempt = _Attempt(
-                writers=[dest.open(task.written_path, task.size) for dest in missing],
+                writers=[dest.open(task.written_path, task.size) for dest in ordered],
                 hashers=_hashers(task),
             )
             try:

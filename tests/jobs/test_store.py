@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 import threading
 from datetime import UTC, datetime, timedelta
 
@@ -10,6 +12,7 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
+import jobs
 from jobs import store
 from jobs._tables import Base
 from jobs.runtime_settings import (
@@ -43,6 +46,8 @@ def make_report(job_id: str, *, room_name: str = "Project Falcon") -> store.Repo
 
 
 def test_schema_matches_the_models_after_migration(any_engine: sa.Engine) -> None:
+    for module in pkgutil.iter_modules(jobs.__path__):  # every module that declares tables
+        importlib.import_module(f"jobs.{module.name}")
     with any_engine.connect() as connection:
         diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
 

@@ -1,0 +1,79 @@
+"""`vdr worker`: an RQ worker on the jobs queue, plus a reaper for tasks whose worker died.
+
+Any number of workers may run, on any number of machines sharing Redis (and, for local
+exports, the export folder). RQ retries a task that raised; a worker killed outright (OOM,
+SIGKILL, lost machine) is noticed through its task's lease, which stops being renewed: the
+reaper, run by every worker at start and then every few seconds, queues such tasks again, and
+the rerun skips what is already exported.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from redis import Redis
+from redis.exceptions import RedisError
+from rq import Queue, SimpleWorker, Worker
+
+from jobs.tasks import requeue_abandoned
+
+__all__ = ["Reaper", "run_worker"]
+
+log = logging.getLogger("vdr.jobs.worker")
+
+
+class Reaper(threading.Thread):
+    """Every `interval_s`, queue again the tasks whose worker died."""
+
+    def __init__(self, redis_url: str, interval_s: float) -> None:
+        super().__init__(name="vdr-reaper", daemon=True)
+        self.redis = Redis.from_url(redis_url)  # its own connections: never shared across fork
+        self.interval_s = interval_s
+        self._stop = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            reap_once(self.redis)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.join(timeout=self.interval_s + 5)
+        self.redis.close()
+
+
+def reap_once(redis: Redis) -> list[str]:
+    """One pass of the reaper; Redis trouble is logged, never fatal to the worker."""
+    try:
+        requeued = requeue_abandoned(redis)
+    except RedisError as error:
+        log.warning("reaper could not check for abandoned tasks: %s", error)
+        return []
+    if requeued:
+        log.warning("requeued abandoned tasks: %s", ", ".join(requeued))
+    return requeued
+
+
+def run_worker(
+    *,
+    redis_url: str,
+    queues: list[str],
+    burst: bool = False,
+    simple: bool = False,
+    name: str | None = None,
+    with_scheduler: bool = True,
+    reap_interval_s: float = 10.0,
+) -> bool:
+    """Work the queues until stopped (or, with `burst`, until they are empty)."""
+    redis = Redis.from_url(redis_url)
+    reap_once(redis)
+    worker_class = SimpleWorker if simple else Worker
+    worker = worker_class([Queue(q, connection=redis) for q in queues], connection=redis, name=name)
+    reaper = None if burst else Reaper(redis_url, reap_interval_s)
+    if reaper is not None:
+        reaper.start()
+    try:
+        return worker.work(burst=burst, with_scheduler=with_scheduler, logging_level="INFO")
+    finally:
+        if reaper is not None:
+            reaper.stop()
