@@ -21,7 +21,8 @@ log = logging.getLogger("vdr.bot.dedupe")
 SEEN_TTL_S = 3600
 """How long a delivery id is remembered; Slack's last retry comes about five minutes in."""
 
-_PREFIX = "vdr:bot:seen:"
+PREFIX = "vdr:bot:seen:"
+"""Redis key prefix of claimed delivery ids."""
 
 
 def delivery_key(body: dict[str, Any]) -> str | None:
@@ -41,7 +42,7 @@ def claim(redis: Redis, key: str, ttl_s: int = SEEN_TTL_S) -> bool:
     dropping a user's command (and jobs carry their own idempotency key).
     """
     try:
-        return bool(redis.set(_PREFIX + key, b"1", nx=True, ex=ttl_s))
+        return bool(redis.set(PREFIX + key, b"1", nx=True, ex=ttl_s))
     except RedisError as error:
         log.warning("dedupe unavailable, handling %s anyway: %s", key, error)
         return True

@@ -59,6 +59,9 @@ CLAIM_IDLE_MS = 60_000
 REPORT_WAIT_S = 10.0
 """How long to wait for a finished job's report to appear in SQL."""
 
+FINISH_RETRY_S = 30.0
+"""When Slack refuses a job's report, it is tried again after this long."""
+
 
 @dataclass
 class _JobThread:
@@ -75,6 +78,7 @@ class _JobThread:
     failures: list[dict[str, str]] = field(default_factory=list)
     failures_total: int = 0
     last_summary: float = 0.0
+    not_before: float = 0.0
     busy: bool = False
 
 
@@ -129,6 +133,9 @@ class JobWatcher:
                 self.poll()
             except RedisError as error:
                 log.warning("events stream unreadable, retrying: %s", error)
+                self._stop.wait(1.0)
+            except Exception:  # the watcher outlives any one bad event or database hiccup
+                log.exception("watcher loop failed; continuing")
                 self._stop.wait(1.0)
 
     # -- reading events ------------------------------------------------------------------------
@@ -210,6 +217,8 @@ class JobWatcher:
             self._pool.submit(self._sync, job)
 
     def _has_work(self, job: _JobThread) -> bool:
+        if time.monotonic() < job.not_before:
+            return False
         return job.dirty or job.finished or bool(job.failures) or bool(job.retries)
 
     def _sync(self, job: _JobThread) -> None:
@@ -261,19 +270,26 @@ class JobWatcher:
             self._reply(job, views.failures_message(failures, total))
 
     def _finish(self, job: _JobThread) -> None:
-        with self._lock:
-            entries, job.finish_entries = job.finish_entries, []
-        if dedupe.claim(self.deps.redis, f"report-posted:{job.job_id}", ttl_s=7 * 24 * 3600):
+        """Final state, report and manifest; tried again later if Slack refuses the report."""
+        claim = f"report-posted:{job.job_id}"
+        if dedupe.claim(self.deps.redis, claim, ttl_s=7 * 24 * 3600):
             self._redraw(job, throttled=False)
             report = self._wait_for_report(job.job_id)
-            if report is not None:
-                self._reply(job, views.report_message(report))
+            if report is None:
+                log.warning("job %s finished but has no report in SQL", job.job_id)
+            elif not self._reply(job, views.report_message(report)):
+                self.deps.redis.delete(dedupe.PREFIX + claim)
+                with self._lock:
+                    job.not_before = time.monotonic() + FINISH_RETRY_S
+                return
+            else:
                 self._share_manifest(job, report.manifest_locations)
-            log.info("job %s: final state and report posted to %s", job.job_id, job.channel)
-        self._ack(*entries)
+                log.info("job %s: report posted to %s", job.job_id, job.channel)
         with self._lock:
+            entries, job.finish_entries = job.finish_entries, []
             self._jobs.pop(job.job_id, None)
             self._skipped.add(job.job_id)
+        self._ack(*entries)
 
     def _wait_for_report(self, job_id: str) -> Any:
         deadline = time.monotonic() + REPORT_WAIT_S
@@ -295,15 +311,19 @@ class JobWatcher:
             return
         self._reply(job, views.manifest_location_message(locations, size))
 
-    def _reply(self, job: _JobThread, message: views.Message) -> None:
-        self._slack("chat_postMessage", job, channel=job.channel, thread_ts=job.ts, **message)
+    def _reply(self, job: _JobThread, message: views.Message) -> bool:
+        return self._slack("chat_postMessage", job, channel=job.channel, thread_ts=job.ts,
+                           **message)
 
-    def _slack(self, method: str, job: _JobThread, **kwargs: Any) -> None:
+    def _slack(self, method: str, job: _JobThread, **kwargs: Any) -> bool:
+        """Make one Web API call; False (logged) when Slack refused it even after retries."""
         try:
             getattr(self.deps.client, method)(**kwargs)
         except SlackApiError as error:
             log.warning("job %s: Slack %s failed: %s", job.job_id, method,
                         error.response.get("error"))
+            return False
+        return True
 
 
 def _readable_file(location: str) -> bool:
