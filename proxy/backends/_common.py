@@ -83,7 +83,11 @@ def _matches(room: Room, query: RoomQuery, now: datetime) -> bool:
         if not any(wanted in field.casefold() for field in (owner.id, owner.name, owner.email)):
             return False
     if query.inactive_days is not None:
-        return room.last_activity_at <= now - timedelta(days=query.inactive_days)
+        try:
+            cutoff = now - timedelta(days=query.inactive_days)
+        except OverflowError:  # before the calendar begins: no room is that quiet
+            return False
+        return room.last_activity_at <= cutoff
     return True
 
 

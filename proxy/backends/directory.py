@@ -34,10 +34,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from proxy.backends._base import (
     Backend,
+    BackendError,
     ConflictError,
     Content,
     InvalidRequest,
@@ -119,6 +120,32 @@ def _classify(path: str, room_real: str) -> tuple[str, str, os.stat_result] | No
     if stat.S_ISREG(info.st_mode):
         return _FILE, path, info
     return _OTHER, path, info
+
+
+def _etag(entry: _Entry) -> str:
+    """Changes whenever the item's size or modification time does."""
+    key = f"{entry.item_id}:{entry.size}:{entry.mtime_ns}".encode()
+    return hashlib.blake2b(key, digest_size=16).hexdigest()
+
+
+class _FileChunks(Iterator[bytes]):
+    """Part of an open file as chunks; `close()` releases it even if never iterated."""
+
+    def __init__(self, handle: BinaryIO, start: int, length: int) -> None:
+        self._handle = handle
+        self._left = length
+        handle.seek(start)
+
+    def __next__(self) -> bytes:
+        block = self._handle.read(min(READ_CHUNK, self._left)) if self._left > 0 else b""
+        if not block:
+            self.close()
+            raise StopIteration
+        self._left -= len(block)
+        return block
+
+    def close(self) -> None:
+        self._handle.close()
 
 
 def _timestamp(ns: int) -> datetime:
@@ -237,7 +264,9 @@ class DirectoryBackend(Backend):
             self._index[item_id] = (room_id, relpath)
 
     def _room_dir(self, room_id: str) -> Path:
-        record = self._state.rooms[room_id]
+        record = self._state.rooms.get(room_id)
+        if record is None:  # purged or gone from disk while this request ran
+            raise NotFoundError(f"no room {room_id!r}")
         if record["status"] == "trashed":
             return self.sidecar / "trash" / "rooms" / room_id
         return self.root / record["dir"]
@@ -301,7 +330,10 @@ class DirectoryBackend(Backend):
         """Counts, bytes, latest change and a content fingerprint of a room, from disk."""
         room_dir = str(self._room_dir(room_id))
         room_real = os.path.realpath(room_dir)
-        stats = _RoomStats(latest_ns=os.lstat(room_dir).st_mtime_ns)
+        try:
+            stats = _RoomStats(latest_ns=os.lstat(room_dir).st_mtime_ns)
+        except OSError as exc:  # moved by a trash or restore running at the same time
+            raise NotFoundError(f"no room {room_id!r}") from exc
         for entry in self._walk(room_id, "", room_dir, room_real):
             if entry.type == _FOLDER:
                 stats.folders += 1
@@ -348,8 +380,10 @@ class DirectoryBackend(Backend):
         return entries
 
     def _room(self, room_id: str) -> Room:
-        record = self._state.rooms[room_id]
         stats = self._walk_stats(room_id)
+        record = self._state.rooms.get(room_id)
+        if record is None:
+            raise NotFoundError(f"no room {room_id!r}")
         deleted = sum(
             trashed["bytes"]
             for trashed in self._state.item_trash.values()
@@ -433,14 +467,19 @@ class DirectoryBackend(Backend):
             for _ in self._walk(room_id, "", root_dir, os.path.realpath(root_dir)):
                 pass
 
-    def _sha256(self, room_id: str, entry: _Entry) -> str:
+    def _sha256(self, room_id: str, entry: _Entry) -> str | None:
+        """The file's SHA-256, from the cache when size and mtime are unchanged; None when the
+        file cannot be read (the item is still listed; its content answer says why)."""
         cached = self._hashes.get(room_id, entry.relpath, entry.size, entry.mtime_ns)
         if cached:
             return cached
         digest = hashlib.sha256()
-        with open(entry.path, "rb") as handle:
-            while block := handle.read(READ_CHUNK):
-                digest.update(block)
+        try:
+            with open(entry.path, "rb") as handle:
+                while block := handle.read(READ_CHUNK):
+                    digest.update(block)
+        except OSError:
+            return None
         hexdigest = digest.hexdigest()
         self._hashes.put(room_id, entry.relpath, entry.size, entry.mtime_ns, hexdigest)
         return hexdigest
@@ -454,10 +493,11 @@ class DirectoryBackend(Backend):
         size = entry.size
         hashes: dict[str, str] = {}
         if entry.type == _FILE:
-            hashes["sha256"] = self._sha256(room_id, entry)
+            digest = self._sha256(room_id, entry)
+            if digest:
+                hashes["sha256"] = digest
         elif entry.type == _FOLDER:
             size = self._folder_bytes(room_id, entry)
-        etag_key = f"{entry.item_id}:{entry.size}:{entry.mtime_ns}".encode()
         return Item(
             id=entry.item_id,
             type=entry.type,
@@ -466,7 +506,7 @@ class DirectoryBackend(Backend):
             size=size,
             modified_at=_timestamp(entry.mtime_ns),
             version=str(entry.mtime_ns),
-            etag=hashlib.blake2b(etag_key, digest_size=16).hexdigest(),
+            etag=_etag(entry),
             hashes=hashes,
         )
 
@@ -483,7 +523,12 @@ class DirectoryBackend(Backend):
         )
 
     def search_rooms(self, query: RoomQuery, cursor: str | None, limit: int) -> Page[Room]:
-        rooms = [self._room(room_id) for room_id in self._discover_rooms()]
+        rooms = []
+        for room_id in self._discover_rooms():
+            try:
+                rooms.append(self._room(room_id))
+            except NotFoundError:
+                continue  # purged while the search ran
         return search_page(rooms, query, cursor, limit)
 
     def get_room(self, room_id: str) -> Room:
@@ -531,25 +576,19 @@ class DirectoryBackend(Backend):
         if start >= size and not (start == 0 and size == 0):
             raise RangeNotSatisfiable(f"range starts at {start}, file has {size} bytes")
         last = size - 1 if end is None else min(end, size - 1)
-        item = self._item(room_id, entry, None)
+        try:  # opened here, so an unreadable file is an error answer, not a cut body
+            handle = open(entry.path, "rb")  # noqa: SIM115 - closed by _FileChunks
+        except FileNotFoundError as exc:
+            raise NotFoundError(f"no file {file_id!r}") from exc
+        except OSError as exc:
+            raise BackendError(f"the proxy cannot read this file: {exc.strerror}") from exc
         return Content(
-            chunks=self._read(entry.path, start, last - start + 1),
+            chunks=_FileChunks(handle, start, last - start + 1),
             total_size=size,
             start=start,
             end=last,
-            etag=item.etag,
+            etag=_etag(entry),
         )
-
-    @staticmethod
-    def _read(path: str, start: int, length: int) -> Iterator[bytes]:
-        with open(path, "rb") as handle:
-            handle.seek(start)
-            while length > 0:
-                block = handle.read(min(READ_CHUNK, length))
-                if not block:
-                    return
-                length -= len(block)
-                yield block
 
     def trash_room(self, room_id: str) -> Operation:
         with self._state.lock:

@@ -17,6 +17,7 @@ import pytest
 from proxy import DirectoryBackend, ProxyServer
 from proxy.backends import hostile_names_on_disk
 from proxy.backends._base import RoomQuery
+from tests.fixtures.proxy import DIRECTORY_ROOM_FILES
 from tests.proxy.conftest import all_items, walk
 
 OUTSIDE_SECRET = b"TOP SECRET: this file lives outside the root"
@@ -56,6 +57,20 @@ def http_for(make_proxy: Callable[..., ProxyServer]) -> Iterator[Callable[..., h
 def room_named(http: httpx.Client, name: str) -> dict[str, Any]:
     rooms = http.get("/v1/rooms", params={"limit": 1000}).json()["items"]
     return next(room for room in rooms if room["name"] == name)
+
+
+def test_content_is_the_bytes_on_disk(
+    directory: DirectoryBackend, http_for: Callable[..., httpx.Client]
+) -> None:
+    http = http_for(directory)
+    served = {}
+    for room in http.get("/v1/rooms").json()["items"]:
+        for path, item in walk(http, room["root_folder_id"]).items():
+            if item["type"] == "file":
+                content = http.get(f"/v1/files/{item['id']}/content").content
+                served[f"{room['name']}/{path}"] = content
+
+    assert served == DIRECTORY_ROOM_FILES
 
 
 # -- hostile names ------------------------------------------------------------------------------
