@@ -240,6 +240,8 @@ def _worker(stack: contextlib.ExitStack, redis: Redis, redis_url: str | None,
     if redis_url is None:
         worker = ThreadWorker(redis).start()
         stack.callback(worker.stop)
+        # What runs here keeps its state in this process's fakeredis: it ends with the demo.
+        stack.callback(_cancel_running_jobs, redis)
         return "a worker thread in this process"
     log_file = stack.enter_context(open(state_dir / "worker.log", "ab"))
     child = _spawn([*_vdr_command(), "worker", "--simple"], log_file, os.environ.copy())
@@ -268,7 +270,13 @@ class ThreadWorker:
             def _install_signal_handlers(self) -> None:
                 """The demo's main thread owns the signals."""
 
-        self.redis = redis
+            def subscribe(self) -> None:
+                """No command channel: nothing outside this process commands this worker (and
+                redis-py's pub/sub thread can hang the end of every burst on a real Redis)."""
+
+            def unsubscribe(self) -> None:
+                """Nothing was subscribed."""
+
         self._worker = _Worker([Queue(queue or QUEUE_NAME, connection=redis)], connection=redis)
         self.idle_s = idle_s
         self._stop = threading.Event()
@@ -287,9 +295,8 @@ class ThreadWorker:
             self._stop.wait(self.idle_s)
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        """Cancel what runs (its state lives in this process and dies with it), then stop."""
+        """Stop after the current burst (a running export stops sooner when cancelled)."""
         self._stop.set()
-        _cancel_running_jobs(self.redis)
         self._thread.join(timeout=timeout_s)
 
 

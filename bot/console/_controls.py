@@ -54,7 +54,7 @@ def fold(text: str) -> str:
     """`text` for loose comparison: case, accents, ellipses and quotes do not matter."""
     text = unicodedata.normalize("NFKD", text).replace("…", "...")
     kept = "".join(c for c in text if not unicodedata.combining(c))
-    return " ".join(kept.casefold().strip().strip("\"'").split())
+    return " ".join(kept.casefold().strip().strip("\"'“”‘’").split())
 
 
 class Controls:
@@ -64,6 +64,10 @@ class Controls:
         self._lock = threading.Lock()
         self._items: list[Control] = []
         self._renderings = 0
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._items)
 
     def new_rendering(self) -> int:
         with self._lock:

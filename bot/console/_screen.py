@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rich.console import Console, RenderableType
+from rich.emoji import Emoji
 from rich.text import Text
 
 from bot.console._controls import Controls, Place
@@ -198,7 +199,7 @@ def complaint_of(text: str, blocks: list[dict[str, Any]]) -> str | None:
                   if b.get("type") == "section"] or [text]
     for candidate in candidates:
         if candidate.lstrip().startswith(COMPLAINT_MARKS):
-            return unescape(candidate.strip().splitlines()[0])
+            return Emoji.replace(unescape(candidate.strip().splitlines()[0]))
     return None
 
 

@@ -369,9 +369,12 @@ class Session:
         origin = job.origin or {}
         if not origin.get("channel") or not origin.get("ts"):
             return True
+        channel, ts = str(origin["channel"]), str(origin["ts"])
+        message = self.fake.message(channel, ts)
+        root = (message.thread_ts if message else None) or ts  # a job may live in a thread
         finished = job.finished_at.timestamp()
-        replies = self.fake.thread(str(origin["channel"]), str(origin["ts"]))
-        return any(float(reply.ts) >= finished for reply in replies)
+        replies = self.fake.thread(channel, root)
+        return any(float(reply.ts) >= finished and reply.ts != ts for reply in replies)
 
     def _expect(self, rest: str) -> None:
         if not rest:

@@ -1,0 +1,137 @@
+"""Drawing Block Kit in a terminal, and finding what was drawn: pure, no services."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import pytest
+from rich.console import Console
+from rich.text import Text
+
+from bot import views
+from bot.console._controls import Controls, Place, fold
+from bot.console._mrkdwn import to_text
+from bot.console._render import Renderer
+from bot.console._screen import complaint_of
+from bot.console.errors import ConsoleError
+
+NAMES = {"U1": "ana", "C1": "deal-ops"}
+
+
+def name_of(ref: str) -> str:
+    return NAMES.get(ref, ref)
+
+
+def plain(renderable: Any) -> str:
+    out = io.StringIO()
+    Console(file=out, width=100, color_system=None).print(renderable)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(("mrkdwn", "shown"), [
+    ("*Succeeded* in 4s", "Succeeded in 4s"),
+    ("job `3c5a_571c` by <@U1>", "job 3c5a_571c by @ana"),
+    ("see <#C1> and <https://example.test/x|the docs>", "see #deal-ops and the docs"),
+    ("<!here> <!subteam^S1|@legal> <https://example.test/y>", "@here @legal https://example.test/y"),
+    ("a snake_case_name and 2*3*4 stay", "a snake_case_name and 2*3*4 stay"),
+    ("R&amp;D &lt;draft&gt; _really_ ~old~", "R&D <draft> really old"),
+    (":package: *Export of Falcon*", "📦 Export of Falcon"),
+    ("```two\nlines```", "two\nlines"),
+])
+def test_mrkdwn_is_shown_as_slack_shows_it(mrkdwn: str, shown: str) -> None:
+    assert to_text(mrkdwn, name_of).plain == shown
+
+
+def test_mrkdwn_styles_follow_the_marks() -> None:
+    text = to_text("plain *bold _both_* `code`", name_of)
+
+    styles = {text.plain[span.start:span.end]: str(span.style) for span in text.spans}
+
+    assert styles["bold "] == "bold"
+    assert styles["both"] == "bold italic"
+    assert styles["code"] == "cyan"
+
+
+def test_every_control_gets_a_number_that_stays_valid() -> None:
+    controls = Controls()
+    renderer = Renderer(controls, name_of)
+    message = views.help_message()
+    menu = {"type": "overflow", "action_id": "room_menu", "options": [
+        views.option("Show details", "show:r1"), views.option("Export…", "export:r1")]}
+    blocks = [views.section("*Falcon*", menu),
+              views.actions(views.button("Next ▶", "search_page:next", "s:1"))]
+
+    first = plain(renderer.message(Text("x"), "t", blocks, Place("C1", "1.0")))
+    second = plain(renderer.message(Text("y"), message["text"], message["blocks"],
+                                    Place("C1", "2.0")))
+
+    assert "⋯ [1] Show details  [2] Export…" in first and "[3] Next ▶" in first
+    assert "/vdr help [command]" in second
+    assert len(controls) == 3  # help has no controls
+    assert controls.get(2).value == "export:r1" and controls.get(2).action_id == "room_menu"
+    assert controls.get(3).value == "s:1"
+
+
+def test_labels_are_found_loosely_and_narrowed_by_their_row() -> None:
+    controls = Controls()
+    renderer = Renderer(controls, name_of)
+    rows = [views.section(f"*{name}*", views.button("Export…", "room_export", name))
+            for name in ("Falcon", "Osprey")]
+    renderer.message(Text("x"), "t", rows, Place("C1", "1.0"))
+
+    assert controls.find("export...", within="osprey").value == "Osprey"
+    assert controls.find("EXP", within="Falcon").value == "Falcon"
+    assert controls.find("2").value == "Osprey"
+    with pytest.raises(ConsoleError, match=r"2 controls are labelled 'Export…' \(\[1\], \[2\]\)"):
+        controls.find("Export…")
+
+
+def test_the_latest_message_wins_when_a_label_repeats_across_messages() -> None:
+    controls = Controls()
+    renderer = Renderer(controls, name_of)
+    for ts in ("1.0", "2.0"):
+        row = [views.actions(views.button("Next ▶", "search_page:next", ts))]
+        renderer.message(Text("x"), "t", row, Place("C1", ts))
+
+    assert controls.find("next").place == Place("C1", "2.0")
+
+
+def test_forms_show_the_draft_over_initial_values_and_errors_under_fields() -> None:
+    controls = Controls()
+    renderer = Renderer(controls, name_of)
+    modal = {"type": "modal", "title": views.plain("Export room"), "submit": views.plain("Go"),
+             "blocks": [
+                 {"type": "input", "block_id": "dest", "label": views.plain("Destinations"),
+                  "element": {"type": "checkboxes", "action_id": "dest",
+                              "options": [views.option("Local disk", "local"),
+                                          views.option("Amazon S3", "s3")],
+                              "initial_options": [views.option("Local disk", "local")]}},
+                 {"type": "input", "block_id": "prefix", "label": views.plain("S3 prefix"),
+                  "element": {"type": "plain_text_input", "action_id": "prefix",
+                              "initial_value": "deals"}},
+             ]}
+
+    drawn = plain(renderer.view(modal, Place(view_id="V1"), title="Export room",
+                                draft={"dest": ["s3"], "prefix": "deals/falcon"},
+                                errors={"dest": "No S3 bucket is configured"}))
+
+    assert "(1) Destinations: ☐ Local disk   ☑ Amazon S3" in drawn
+    assert "⚠ No S3 bucket is configured" in drawn
+    assert "(2) S3 prefix: “deals/falcon”" in drawn
+    assert "submit → Go   close → Close" in drawn
+
+
+def test_complaints_are_warnings_errors_and_refusals_only() -> None:
+    assert complaint_of("", views.error_message("No room matches x")["blocks"]) == \
+        "⚠ No room matches x"
+    assert complaint_of("", views.notice(":lock: Operators only.")["blocks"]) == \
+        "🔒 Operators only."
+    assert complaint_of(":x: failed", []) == "❌ failed"
+    assert complaint_of("", views.notice(":package: Export queued")["blocks"]) is None
+    assert complaint_of("", views.help_message()["blocks"]) is None
+
+
+def test_fold_ignores_case_accents_ellipses_and_quotes() -> None:
+    assert fold("  “Export…” ") == fold('"export..."') == 'export...'
+    assert fold("Chloé") == "chloe"
