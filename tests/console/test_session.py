@@ -33,7 +33,8 @@ def test_a_label_several_rows_share_must_be_narrowed(console: Any) -> None:
     rig: ConsoleRig = console()
     rig.session.execute("/vdr search osprey")
 
-    with pytest.raises(ConsoleError, match=r"2 controls are labelled 'Show details' \(\[\d+\], \[\d+\]\)"):
+    ambiguous = r"2 controls are labelled 'Show details' \(\[\d+\], \[\d+\]\)"
+    with pytest.raises(ConsoleError, match=ambiguous):
         rig.session.execute("press Show details")
 
     with pytest.raises(ConsoleError, match="nothing labelled"):
