@@ -211,13 +211,11 @@ class _ShardRunner:
         self.services = services
         self.config = services.config
         self.stop = stop
-        self.limit = AdaptiveLimit(
-            min(spec.concurrency, self.config.max_concurrency),
-            minimum=self.config.min_concurrency,
-            maximum=max(spec.concurrency, self.config.max_concurrency),
-        )
+        ceiling = min(spec.concurrency, self.config.max_concurrency)  # what the admin allows
+        self.limit = AdaptiveLimit(ceiling, minimum=self.config.min_concurrency, maximum=ceiling)
         self._lock = threading.Lock()
-        self._bytes = _Tally()
+        self._reported: dict[str, int] = {}  # item id -> bytes of it already in the counters
+        self._earlier: dict[str, ManifestEntry] = {}  # this job's entries from a crashed run
         self._paths: dict[str, str] = {}
 
     def run(self, numbers: list[int]) -> list[int]:
@@ -231,7 +229,6 @@ class _ShardRunner:
         with self._mover() as mover:
             self.mover = mover
             self._run_pool(sum(self._remaining.values()))
-            self._flush_bytes()
         if self.state.cancel_requested():
             self._close_cancelled(set(numbers) - set(self._finished))
         return self._finished
@@ -261,6 +258,9 @@ class _ShardRunner:
         earlier = self.state.entries_for(task.item_id for task in tasks)
         for task in tasks:
             self._paths[task.item_id] = task.original_path
+        self._earlier.update(
+            (item, entry) for item, entry in earlier.items() if entry.job_id == self.spec.job_id
+        )
         return [task.remember(earlier.get(task.item_id)) for task in tasks]
 
     def _process(self, task: FileTask) -> None:
@@ -268,41 +268,46 @@ class _ShardRunner:
             return
         success = False
         try:
-            entry, downloaded = self.mover.move(task)
+            entry, _ = self.mover.move(task)
             success = True
         except FileFailed as failure:
-            entry, downloaded = failed_entry(task, failure.reason), True
+            entry = failed_entry(task, failure.reason)
             emit_event(self.services.redis, self.spec.job_id, "file_failed",
                        {"path": task.original_path, "reason": failure.reason})
         except Cancelled:
             return
         except Exception as error:  # a bug or an unforeseen library error: this file fails
             log.exception("job %s: %s failed unexpectedly", self.spec.job_id, task.original_path)
-            entry, downloaded = failed_entry(task, f"unexpected {type(error).__name__}"), True
+            entry = failed_entry(task, f"unexpected {type(error).__name__}")
         finally:
             self.limit.release(success=success)
-        self._record(entry, downloaded)
+        self._record(entry)
 
-    def _record(self, entry: ManifestEntry, downloaded: bool) -> None:
+    def _record(self, entry: ManifestEntry) -> None:
+        """Store the entry; counters move by the difference to what an earlier (crashed) run
+        of this job already counted for the file, so every file counts once."""
         entry = entry.model_copy(update={"job_id": self.spec.job_id})
-        counters = {
-            "files_done": 1 if entry.status != "failed" else 0,
-            "files_failed": 1 if entry.status == "failed" else 0,
-            "files_skipped": 0 if downloaded else 1,
-            "bytes_done": 0 if downloaded else entry.size,
-            **self._bytes.take(),
-        }
-        self.state.record_entry(entry, counters)
+        earlier = self._earlier.get(entry.item_id)
+        with self._lock:
+            moved = entry.size - self._reported.pop(entry.item_id, 0)
+        moved = moved if entry.status == "exported" else 0
+        if earlier is not None and earlier.status != "failed" and entry.status == "verified":
+            self.state.record_moved(entry.item_id, 0)  # intact since that run: keep its entry
+            return
+        counters = _minus(_contribution(entry), _contribution(earlier))
+        self.state.record_entry(entry, {**counters, "bytes_moved": moved})
         maybe_emit_progress(self.services.redis, self.spec.job_id, self.config.progress_interval_s)
 
-    def _flush_bytes(self) -> None:
-        counters = self._bytes.take()
-        if any(counters.values()):
-            self.state.add_counters(counters)
-
-    def _on_bytes(self, amount: int) -> None:
-        if self._bytes.add(amount) >= _BYTES_FLUSH:
-            self._flush_bytes()
+    def _on_bytes(self, task: FileTask, written: int) -> None:
+        """Bytes of a file so far (per attempt); shown in progress every few megabytes."""
+        with self._lock:
+            reported = self._reported.get(task.item_id, 0)
+            if written < reported:  # a new attempt started over
+                self._reported[task.item_id] = reported = 0
+            if written - reported < _BYTES_FLUSH:
+                return
+            self._reported[task.item_id] = written
+        self.state.record_moved(task.item_id, written, moved=written - reported)
 
     def _on_retry(self, task: FileTask, reason: str) -> None:
         self.state.record_retry(task.original_path, reason)
@@ -337,25 +342,23 @@ class _ShardRunner:
 
 
 _BYTES_FLUSH = 8 * 1024 * 1024
-"""Bytes moved between two updates of the shared byte counter during a large file."""
+"""Bytes of a large file between two progress updates of it."""
 
 
-class _Tally:
-    """Bytes moved since the last flush to Redis, added to by many threads."""
+def _contribution(entry: ManifestEntry | None) -> dict[str, int]:
+    """What one file adds to the job's counters."""
+    if entry is None:
+        return {}
+    if entry.status == "failed":
+        return {"files_failed": 1}
+    counted = {"files_done": 1, "bytes_done": entry.size}
+    if entry.status == "verified":
+        counted["files_skipped"] = 1
+    return counted
 
-    def __init__(self) -> None:
-        self._moved = 0
-        self._lock = threading.Lock()
 
-    def add(self, amount: int) -> int:
-        with self._lock:
-            self._moved += amount
-            return self._moved
-
-    def take(self) -> dict[str, int]:
-        with self._lock:
-            moved, self._moved = self._moved, 0
-        return {"bytes_done": moved, "bytes_moved": moved}
+def _minus(new: dict[str, int], old: dict[str, int]) -> dict[str, int]:
+    return {name: new.get(name, 0) - old.get(name, 0) for name in {*new, *old}}
 
 
 # --- finalizing -------------------------------------------------------------------------------

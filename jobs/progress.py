@@ -67,6 +67,9 @@ def read_progress(job_id: str, *, redis: Redis) -> Progress:
     counters = state.counters()
     tasks = state.tasks()
     shard_states = [value for name, value in tasks.items() if name.startswith("shard:")]
+    counters["bytes_done"] = min(
+        counters.get("bytes_done", 0) + state.bytes_in_flight(), counters.get("bytes_total", 0)
+    )
     rate = _rate(state.samples(), counters)
     return Progress(
         job_id=job_id,
@@ -105,7 +108,7 @@ def maybe_emit_progress(redis: Redis, job_id: str, interval_s: float) -> None:
         if not state.progress_tick(interval_s):
             return
         now = time.time()
-        state.sample_rate(now, state.counters().get("bytes_done", 0))
+        state.sample_rate(now, state.counters().get("bytes_moved", 0))
     except RedisError as error:
         log.warning("job %s: progress not updated: %s", job_id, error)
         return

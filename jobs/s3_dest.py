@@ -50,7 +50,6 @@ def parse_s3_url(url: str) -> tuple[str, str]:
 
 def make_s3_client(max_connections: int = 64, *, max_attempts: int = 5) -> Any:
     """A boto3 S3 client configured by boto3's own rules (env, profile, AWS_ENDPOINT_URL_S3)."""
-    import boto3
     from botocore.config import Config
 
     config = Config(
@@ -59,23 +58,44 @@ def make_s3_client(max_connections: int = 64, *, max_attempts: int = 5) -> Any:
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
     )
-    return boto3.session.Session().client("s3", config=config)
+    with _clients_lock:
+        return _session().client("s3", config=config)
 
 
 _S3_ENV = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_ACCESS_KEY_ID",
            "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE")
 _clients: dict[tuple[Any, ...], Any] = {}
-_clients_lock = threading.Lock()
+_sessions: dict[tuple[Any, ...], Any] = {}
+_clients_lock = threading.Lock()  # boto3 sessions are not thread-safe
 
 
 def shared_s3_client(max_connections: int = 64) -> Any:
-    """One S3 client per configuration for the whole process (boto3 clients are thread-safe,
-    and building one costs a third of a second)."""
-    key = (max_connections, *(os.environ.get(name) for name in _S3_ENV))
-    with _clients_lock:
-        if key not in _clients:
-            _clients[key] = make_s3_client(max_connections)
-        return _clients[key]
+    """One S3 client per configuration and process (boto3 clients are thread-safe; building
+    one is slow). Keyed by process id too: a forked child never uses its parent's sockets."""
+    key = (os.getpid(), max_connections, *(os.environ.get(name) for name in _S3_ENV))
+    client = _clients.get(key)
+    if client is None:
+        client = _clients.setdefault(key, make_s3_client(max_connections))
+    return client
+
+
+def warm_up_s3() -> None:
+    """Load botocore's S3 models now, so clients built later (in forked children) are cheap."""
+    try:
+        make_s3_client(1)
+    except Exception as error:  # no region or credentials yet: exports will say so
+        log.debug("S3 not warmed up: %s", error)
+
+
+def _session() -> Any:
+    """One boto3 session per configuration: its loader caches the service models."""
+    import boto3
+
+    key = tuple(os.environ.get(name) for name in _S3_ENV)
+    session = _sessions.get(key)
+    if session is None:
+        session = _sessions[key] = boto3.session.Session()
+    return session
 
 
 def b64_sha256(data: bytes) -> str:

@@ -13,7 +13,8 @@ the finalizer, the bot reading progress) meets here. Key layout, all under `vdr:
     manifest    hash item id -> JSON ManifestEntry
     failures    hash item id -> JSON {"path", "reason"}
     retried     hash "path\\0reason" -> count
-    samples     list of "time bytes_done" for the rate over the last minute
+    inflight    hash item id -> bytes of that file received so far (large files)
+    samples     list of "time bytes_moved" for the rate over the last minute
     cancel      who asked to cancel
     tick        set for a moment after a progress event, so shards together send few
 
@@ -160,6 +161,7 @@ class JobState:
         """Store a file's manifest entry and bump the counters in one round trip."""
         with self.redis.pipeline(transaction=False) as pipe:
             pipe.hset(self.key("manifest"), entry.item_id, entry.model_dump_json())
+            pipe.hdel(self.key("inflight"), entry.item_id)
             if entry.status == "failed":
                 failure = {"path": entry.original_path, "reason": entry.error or "failed"}
                 pipe.hset(self.key("failures"), entry.item_id, json.dumps(failure))
@@ -173,13 +175,20 @@ class JobState:
                 pipe.expire(self.key(name), defaults.STATE_TTL_S)
             pipe.execute()
 
-    def add_counters(self, counters: dict[str, int]) -> None:
+    def record_moved(self, item_id: str, written: int, *, moved: int = 0) -> None:
+        """Bytes of a file in flight so far (0: none any more), and bytes moved for the rate."""
         with self.redis.pipeline(transaction=False) as pipe:
-            for name, amount in counters.items():
-                if amount:
-                    pipe.hincrby(self.key("progress"), name, amount)
-            pipe.hset(self.key("progress"), "updated_at", time.time())
+            if written:
+                pipe.hset(self.key("inflight"), item_id, written)
+                pipe.expire(self.key("inflight"), defaults.STATE_TTL_S)
+            else:
+                pipe.hdel(self.key("inflight"), item_id)
+            if moved:
+                pipe.hincrby(self.key("progress"), "bytes_moved", moved)
             pipe.execute()
+
+    def bytes_in_flight(self) -> int:
+        return sum(int(value) for value in self.redis.hvals(self.key("inflight")))
 
     def record_retry(self, path: str, reason: str) -> None:
         with self.redis.pipeline(transaction=False) as pipe:
@@ -258,7 +267,8 @@ class JobState:
     def finish(self) -> None:
         """Drop the bulky keys once the report is in SQL; counters stay until they expire."""
         shards = [self.key(f"shard:{n}") for n in range(self.shard_count())]
-        bulky = ["manifest", "folders", "spec", "failures", "retried", "samples", "tick"]
+        bulky = ["manifest", "folders", "spec", "failures", "retried", "samples", "tick",
+                 "inflight"]
         self.redis.delete(*shards, *(self.key(name) for name in bulky))
         self.redis.srem(ACTIVE_JOBS, self.job_id)
 

@@ -8,6 +8,7 @@ the newest revision the first time `get_engine` hands out an engine for a URL.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 import uuid
@@ -48,6 +49,7 @@ _MIGRATION_LOCK_ID = 0x76647201
 """PostgreSQL advisory lock taken while migrating, so two processes never migrate at once."""
 
 _engines: dict[str, sa.Engine] = {}
+_engine_pids: dict[str, int] = {}
 _engines_lock = threading.Lock()
 
 
@@ -119,6 +121,9 @@ def get_engine(database_url: str | None = None) -> sa.Engine:
             engine = _create_engine(database_url)
             migrate(engine)
             _engines[database_url] = engine
+        elif _engine_pids.get(database_url) != os.getpid():
+            engine.dispose(close=False)  # a forked child (RQ's work horse) opens its own
+        _engine_pids[database_url] = os.getpid()
     return engine
 
 

@@ -57,7 +57,7 @@ class FileMover:
         budget: ByteBudget,
         stop: threading.Event,
         attempts: int,
-        on_bytes: Callable[[int], None],
+        on_bytes: Callable[[FileTask, int], None],
         on_retry: Callable[[FileTask, str], None],
     ) -> None:
         self.client = client
@@ -114,18 +114,18 @@ class FileMover:
                 hashers=_hashers(task),
             )
             try:
-                self.client.download(task.item_id, self._tee(attempt), expected_size=task.size)
+                tee = self._tee(task, attempt)
+                self.client.download(task.item_id, tee, expected_size=task.size)
                 sha256 = self._check(task, attempt)
                 return sha256, [writer.commit(sha256) for writer in attempt.writers]
             except BaseException:
                 for writer in attempt.writers:
                     writer.abort()
-                self.on_bytes(-attempt.written)  # this attempt's bytes do not count
                 raise
         finally:
             self.budget.release(reserved)
 
-    def _tee(self, attempt: _Attempt) -> Callable[[bytes], None]:
+    def _tee(self, task: FileTask, attempt: _Attempt) -> Callable[[bytes], None]:
         def write(chunk: bytes) -> None:
             if self.stop.is_set():
                 raise Cancelled("stopped mid-file")
@@ -134,7 +134,7 @@ class FileMover:
             for writer in attempt.writers:
                 writer.write(chunk)
             attempt.written += len(chunk)
-            self.on_bytes(len(chunk))
+            self.on_bytes(task, attempt.written)
 
         return write
 
@@ -171,7 +171,7 @@ def _entry(
     return ManifestEntry(
         item_id=task.item_id, version=task.version, etag=task.etag,
         original_path=task.original_path, written_path=task.written_path, size=task.size,
-        sha256=sha256, backend_hashes=task.hashes, status=status,  # type: ignore[arg-type]
+        sha256=sha256, backend_hashes=task.hashes, status=status,
         s3_checksum=s3_checksum,
     )
 

@@ -16,6 +16,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue, SimpleWorker, Worker
 
+from jobs.s3_dest import warm_up_s3
 from jobs.tasks import requeue_abandoned
 
 __all__ = ["Reaper", "run_worker"]
@@ -30,14 +31,14 @@ class Reaper(threading.Thread):
         super().__init__(name="vdr-reaper", daemon=True)
         self.redis = Redis.from_url(redis_url)  # its own connections: never shared across fork
         self.interval_s = interval_s
-        self._stop = threading.Event()
+        self._halt = threading.Event()  # not `_stop`: threading.Thread has a method of that name
 
     def run(self) -> None:
-        while not self._stop.wait(self.interval_s):
+        while not self._halt.wait(self.interval_s):
             reap_once(self.redis)
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
         self.join(timeout=self.interval_s + 5)
         self.redis.close()
 
@@ -66,6 +67,7 @@ def run_worker(
 ) -> bool:
     """Work the queues until stopped (or, with `burst`, until they are empty)."""
     redis = Redis.from_url(redis_url)
+    warm_up_s3()  # work horses fork from here and inherit the loaded service models
     reap_once(redis)
     worker_class = SimpleWorker if simple else Worker
     worker = worker_class([Queue(q, connection=redis) for q in queues], connection=redis, name=name)
