@@ -1,0 +1,166 @@
+"""`vdr demo` as a newcomer runs it: a process tree started by one command, driven by a script.
+
+Each test runs the real command in a fresh working folder with only the environment a new user
+has (Redis in this area's test database, or none at all), then looks at the files it exported
+and at the processes it left behind.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import sysconfig
+import time
+from pathlib import Path
+
+import pytest
+
+VDR = Path(sys.executable).parent / "vdr"
+REPO = Path(__file__).resolve().parents[2]
+STDLIB = Path(sysconfig.get_paths()["stdlib"])
+STDLIB_ROOMS = ("email", "json", "wsgiref")
+"""Folders of Python's own standard library served as rooms; `email` is the one exported."""
+
+
+def demo_env(redis_url: str | None) -> dict[str, str]:
+    """What a new user's shell has: no vdr-ops settings; REDIS_URL only when given."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("VDR_", "REDIS_URL", "DATABASE_URL", "EXPORT_ROOT", "SLACK_"))}
+    if redis_url is not None:
+        env["REDIS_URL"] = redis_url
+    else:
+        env["REDIS_URL"] = "redis://127.0.0.1:1/0"  # nothing listens there
+    return env
+
+
+def run_demo(cwd: Path, env: dict[str, str], *args: str,
+             timeout_s: float = 50.0) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(VDR), "demo", *args], cwd=cwd, env=env, text=True,
+                          stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout_s)
+
+
+def link_tree(source: Path, target: Path) -> None:
+    """A copy of `source` made of hard links where the file system allows (no bytes copied).
+
+    The directory backend serves no symbolic link that leaves its room, and writes its state
+    into the root it serves, so the rooms are a tree of our own pointing at the same files.
+    """
+    def link(src: str, dst: str) -> None:
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+
+    shutil.copytree(source, target, copy_function=link, symlinks=False)
+
+
+def files_under(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes()
+            for p in sorted(folder.rglob("*")) if p.is_file() and not p.is_symlink()}
+
+
+def test_demo_exports_the_python_standard_library_byte_for_byte(tmp_path: Path,
+                                                                redis_url: str) -> None:
+    rooms = tmp_path / "rooms"
+    for name in STDLIB_ROOMS:
+        link_tree(STDLIB / name, rooms / name)
+    script = tmp_path / "stdlib.vdr"
+    script.write_text("/vdr search\n/vdr export email\ncheck Confirm\nsubmit\nwait\n"
+                      "expect Succeeded\n/vdr reports email\nexpect email\n")
+
+    done = run_demo(tmp_path, demo_env(redis_url), "--root", str(rooms), "--script", str(script))
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Redis at redis://127.0.0.1:6379" in done.stdout
+    [exported] = [p for p in (tmp_path / "exports").iterdir() if p.is_dir()]
+    assert exported.name.startswith("email [")
+    copy = files_under(exported)
+    manifest = copy.pop("manifest.jsonl")
+    original = files_under(rooms / "email")
+    assert len(original) > 20
+    assert copy == original
+    assert files_under(STDLIB / "email").items() >= {  # the rooms are the library's own files
+        k: v for k, v in original.items() if not k.startswith("__pycache__")}.items()
+    assert manifest.count(b"\n") == len(original)
+
+
+def test_demo_without_any_redis_runs_the_first_look_on_fakeredis(tmp_path: Path) -> None:
+    env = demo_env(None)
+    env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep)
+                                  if not (Path(p) / "redis-server").exists())
+
+    done = run_demo(tmp_path, env, "--script", str(REPO / "examples" / "first-look.vdr"))
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "fakeredis" in done.stdout and "a worker thread in this process" in done.stdout
+    assert "✓ saw “Succeeded”" in done.stdout and "Export report" in done.stdout
+    [exported] = (tmp_path / "exports").iterdir()
+    assert len([p for p in exported.rglob("*") if p.is_file()]) == 120 + 1  # files, manifest
+    assert (tmp_path / ".vdr-demo" / "vdr.db").is_file()
+
+
+def test_a_failing_script_line_makes_the_demo_exit_non_zero(tmp_path: Path,
+                                                            redis_url: str) -> None:
+    script = tmp_path / "typo.vdr"
+    script.write_text("/vdr search falcon\n/vdr export no-such-room\n/vdr help\n")
+
+    done = run_demo(tmp_path, demo_env(redis_url), "--script", str(script))
+
+    assert done.returncode == 1
+    assert "✗ line 2 failed" in done.stdout and "No room matches" in done.stdout
+
+
+def children_of(pid: int) -> dict[int, str]:
+    """Live processes whose parent is `pid`: {pid: command name}."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        name, _, rest = stat.rpartition(")")
+        if int(rest.split()[1]) == pid:
+            found[int(entry.name)] = name.split("(", 1)[1]
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
+def test_ctrl_c_stops_the_demo_and_every_process_it_started(tmp_path: Path) -> None:
+    script = tmp_path / "idle.vdr"
+    script.write_text("/vdr search falcon\nsleep 60\n")
+    demo = subprocess.Popen([str(VDR), "demo", "--redis", "server", "--script", str(script)],
+                            cwd=tmp_path, env=demo_env(None), text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        assert demo.stdout is not None
+        for line in demo.stdout:
+            if "sleep 60" in line:
+                break
+        children = children_of(demo.pid)
+        assert sorted(children.values()) == ["redis-server", "vdr"], children
+
+        demo.send_signal(signal.SIGINT)
+        started = time.monotonic()
+        code = demo.wait(timeout=20)
+        stopped_s = time.monotonic() - started
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+
+    assert code == 130
+    assert stopped_s < 15
+    assert not [pid for pid in children if alive(pid)]
