@@ -29,7 +29,11 @@ log = logging.getLogger("vdr.bot")
 def create_app(settings: Settings | None = None, *, web_client: WebClient | None = None,
                redis: Redis | None = None, engine: sa.Engine | None = None,
                vdr_client: VdrClient | None = None, deps: Deps | None = None) -> App:
-    """The Bolt app, with each collaborator injectable (defaults come from `settings`)."""
+    """The Bolt app, with each collaborator injectable (defaults come from `settings`).
+
+    Nothing before an `ack()` waits on Slack or the VDR: role checks that may ask Slack for a
+    user group's members run after it.
+    """
     deps = deps or _deps(settings or get_settings(), web_client, redis, engine, vdr_client)
     secret = deps.settings.slack_signing_secret
     app = App(

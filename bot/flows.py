@@ -276,10 +276,6 @@ def read_export_form(deps: Deps, view: dict[str, Any], user: str) -> ExportReque
         raise InvalidInput(views.DESTINATIONS, "Choose at least one destination.")
     if not _selected(values, views.CONFIRM):
         raise InvalidInput(views.CONFIRM, "Tick the box to confirm the export.")
-    try:
-        deps.roles.require(user, Role.OPERATOR)
-    except PermissionDenied as error:
-        raise InvalidInput(views.CONFIRM, str(error).replace("*", "")) from error
     meta = views.metadata(view)
     s3_url = _s3_url(deps, values) if "s3" in chosen else None
     return ExportRequest(
@@ -307,7 +303,13 @@ def _s3_url(deps: Deps, values: dict[str, Any]) -> str:
 
 
 def start_export(deps: Deps, request: ExportRequest) -> None:
-    """Post the job's message, queue the job with that message as its origin, redraw it."""
+    """Post the job's message, queue the job with that message as its origin, redraw it.
+
+    The role is checked again here, after the acknowledgement (a user group lookup may wait
+    on Slack): the form was only offered to operators, but a submission can be forged.
+    """
+    if not _allowed(deps, request.user, Role.OPERATOR):
+        return
     channel, ts = _post_job_placeholder(deps, request)
     if ts is None:
         return
@@ -351,6 +353,23 @@ def _post_job_placeholder(deps: Deps, request: ExportRequest) -> tuple[str, str 
         return request.user, None
 
 
+def _allowed(deps: Deps, user: str, needed: Role) -> bool:
+    """True when `user` has the role; else tells them so in a direct message."""
+    try:
+        deps.roles.require(user, needed)
+    except PermissionDenied as error:
+        _direct(deps, user, f":lock: {error}")
+        return False
+    return True
+
+
+def _direct(deps: Deps, user: str, text: str) -> None:
+    try:
+        deps.client.chat_postMessage(channel=user, **views.notice(text))
+    except SlackApiError as error:
+        log.warning("direct message to %s not sent: %s", user, error.response.get("error"))
+
+
 def _say(deps: Deps, channel: str, ts: str, text: str) -> None:
     try:
         deps.client.chat_update(channel=channel, ts=ts, **views.notice(text))
@@ -385,10 +404,6 @@ def open_settings(deps: Deps, reply: Reply) -> None:
 
 def read_settings_form(deps: Deps, view: dict[str, Any], user: str) -> RuntimeSettings:
     """The submitted runtime settings, validated, or InvalidInput naming the field."""
-    try:
-        deps.roles.require(user, Role.ADMIN)
-    except PermissionDenied as error:
-        raise InvalidInput(views.SETTINGS_FIELDS[0][0], str(error).replace("*", "")) from error
     values = view.get("state", {}).get("values", {})
     data = deps.runtime().model_dump()
     for name, _, _ in views.SETTINGS_FIELDS:
@@ -413,16 +428,15 @@ def _setting_value(name: str, raw: str, current: Any) -> Any:
 
 
 def save_settings(deps: Deps, new: RuntimeSettings, user: str) -> None:
+    if not _allowed(deps, user, Role.ADMIN):
+        return
     before = deps.runtime().model_dump(mode="json")
     save_runtime_settings(deps.engine, deps.redis, new, actor=user)
     changed = [key for key, value in new.model_dump(mode="json").items() if before[key] != value]
     log.info("runtime settings changed by %s: %s", user, ", ".join(changed) or "nothing")
     text = ("Settings saved: " + ", ".join(f"`{key}`" for key in changed)) if changed else \
         "Settings saved; nothing changed."
-    try:
-        deps.client.chat_postMessage(channel=user, **views.notice(f":gear: {text}"))
-    except SlackApiError as error:
-        log.warning("settings confirmation not sent: %s", error.response.get("error"))
+    _direct(deps, user, f":gear: {text}")
 
 
 # -- App Home ----------------------------------------------------------------------------------

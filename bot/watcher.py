@@ -77,7 +77,7 @@ class _JobThread:
     retries_since: float = field(default_factory=time.monotonic)
     failures: list[dict[str, str]] = field(default_factory=list)
     failures_total: int = 0
-    last_summary: float = 0.0
+    last_summary: float = field(default_factory=time.monotonic)
     not_before: float = 0.0
     busy: bool = False
 

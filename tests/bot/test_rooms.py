@@ -218,3 +218,75 @@ def test_a_copy_that_slips_past_the_dedupe_still_queues_one_job(
 
     fake_slack.wait_for(settled_messages, what="the copy's message deleted")
     assert len(jobs_api.list_jobs(engine=bot.engine)) == 1
+
+
+def queued_job(slack: FakeSlack, deps: Any, vdr: VdrClient) -> Any:
+    _, modal = open_export_form(slack, vdr)
+    slack.submit(modal.id, user=OPERATOR, values={views.CONFIRM: ["yes"]})
+    jobs = slack.wait_for(lambda: jobs_api.list_jobs(engine=deps.engine), what="job")
+    ts = jobs[0].origin["ts"]
+    slack.wait_for(lambda: "Cancel job" in str(slack.message(CHANNEL, ts).blocks),  # type: ignore[union-attr]
+                   what="job message with its Cancel button")
+    return jobs[0]
+
+
+def test_cancel_from_the_job_message_then_read_its_report(fake_slack: FakeSlack, bot: Any,
+                                                          vdr: VdrClient) -> None:
+    job = queued_job(fake_slack, bot, vdr)
+    ts = job.origin["ts"]
+
+    fake_slack.click(CHANNEL, ts, views.JOB_CANCEL, user=VIEWER)
+    refused = ephemeral_answers(fake_slack, VIEWER, "operator")
+    assert refused and jobs_api.get_job(job.id, engine=bot.engine).state == "queued"
+
+    fake_slack.click(CHANNEL, ts, views.JOB_CANCEL, user=OPERATOR)
+    ephemeral_answers(fake_slack, OPERATOR, "is cancelled")
+    assert jobs_api.get_job(job.id, engine=bot.engine).state == "cancelled"
+    fake_slack.wait_for(lambda: "Cancel job" not in str(fake_slack.message(CHANNEL, ts).blocks),  # type: ignore[union-attr]
+                        what="job message without its Cancel button")
+
+    fake_slack.command("reports", user=VIEWER, channel=CHANNEL)
+    listing = fake_slack.wait_for(lambda: [m for m in fake_slack.messages(user=VIEWER)
+                                           if "report(s)" in m.text], what="report list")[0]
+    fake_slack.click(CHANNEL, listing.ts, views.REPORT_SHOW, user=VIEWER)
+    shown = ephemeral_answers(fake_slack, VIEWER, "cancelled")
+    assert "Export report" in str(shown[-1].blocks)
+    fake_slack.command(f"report {job.id}", user=VIEWER, channel=CHANNEL)
+    fake_slack.wait_for(lambda: len(ephemeral_answers(fake_slack, VIEWER, "cancelled")) == 2,
+                        what="the report by job id")
+
+
+def ephemeral_answers(slack: FakeSlack, user: str, needle: str) -> list[Message]:
+    return slack.wait_for(lambda: [m for m in slack.messages(user=user)
+                                   if m.ephemeral_to == user and needle in m.text],
+                          what=f"an answer about {needle!r}")
+
+
+def test_app_home_lists_stale_rooms_with_cost_and_exports_from_there(
+        fake_slack: FakeSlack, bot: Any, vdr: VdrClient) -> None:
+    job = queued_job(fake_slack, bot, vdr)
+    fake_slack.open_home(OPERATOR)
+    home = fake_slack.wait_for(lambda: fake_slack.home(OPERATOR), what="App Home")
+    text = str(home.body["blocks"])
+    assert job.id in text and "/month" in text
+    stalest = next(vdr.search_rooms(sort="last_activity"))
+    assert room_ids(home.body)[0] == stalest.id
+    assert blockkit.view_problems(home.body) == []
+
+    fake_slack.click_view(home.id, views.ROOM_MENU, user=OPERATOR, value=f"export:{stalest.id}")
+    modal = fake_slack.wait_for(lambda: (v := fake_slack.open_modal(OPERATOR))
+                                and v.body.get("callback_id") == views.EXPORT_MODAL and v,
+                                what="export form from App Home")
+    assert views.metadata(modal.body)["room_id"] == stalest.id
+
+
+def test_a_submission_by_someone_without_the_role_queues_nothing(
+        fake_slack: FakeSlack, bot: Any, vdr: VdrClient) -> None:
+    _, modal = open_export_form(fake_slack, vdr)
+    delivery = fake_slack.submit(modal.id, user=VIEWER, values={views.CONFIRM: ["yes"]})
+    assert delivery.status == 200
+    fake_slack.wait_for(lambda: [m for m in fake_slack.messages()
+                                 if m.channel.startswith("D") and "operator" in m.text],
+                        what="refusal by direct message")
+    assert jobs_api.list_jobs(engine=bot.engine) == []
+    assert [m for m in fake_slack.messages(CHANNEL) if m.ephemeral_to is None] == []
