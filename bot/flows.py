@@ -25,7 +25,7 @@ from bot.errors import BotError, InvalidInput, PermissionDenied
 from bot.roles import Role
 from jobs.errors import ExportAlreadyRunning, JobsError
 from jobs.runtime_settings import RuntimeSettings, save_runtime_settings
-from jobs.store import get_report, list_reports
+from jobs.store import JobRecord, get_report, list_reports
 from vdr_client import AmbiguousRoom, NotFound, Room, TransportError, Unauthorized, VdrError
 
 log = logging.getLogger("vdr.bot")
@@ -188,13 +188,18 @@ def cancel(deps: Deps, reply: Reply, job_id: str) -> None:
     except JobsError as error:
         reply.send(views.error_message(str(error) or f"Job {job_id} cannot be cancelled."))
         return
-    log.info("job %s cancelled by %s", job.id, reply.user)
-    reply.send(views.notice(f":no_entry_sign: Job `{job.id}` ({views.escape(job.room_name)}) "
-                            f"is {job.state}."))
+    log.info("job %s: cancel requested by %s", job.id, reply.user)
+    name = views.escape(views.clip(job.room_name, 200))
+    if job.state in ("queued", "running"):
+        text = (f":no_entry_sign: Stopping job `{job.id}` ({name}); its report follows in "
+                "the job's thread.")
+    else:
+        text = f":no_entry_sign: Job `{job.id}` ({name}) is {job.state}."
+    reply.send(views.notice(text))
     refresh_job_message(deps, job)
 
 
-def refresh_job_message(deps: Deps, job: Any) -> None:
+def refresh_job_message(deps: Deps, job: JobRecord) -> None:
     """Redraw a job's channel message now (the watcher redraws it as events arrive)."""
     origin = job.origin or {}
     if not origin.get("channel") or not origin.get("ts"):
