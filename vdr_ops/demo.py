@@ -356,7 +356,8 @@ def _stop_child(child: subprocess.Popen[bytes], name: str, signals: list[int]) -
 
 def _say_what_runs(out: Console, root: Path | None, proxy_url: str, redis_label: str,
                    worker_label: str, engine: Any) -> None:
-    rooms = f"the folders of {root}" if root else f"a synthetic set (try “{FALCON}”)"
+    rooms = f"the folders of {root} as rooms" if root else \
+        f"{SYNTHETIC_ROOMS + 1} synthetic rooms (the small one: “{FALCON}”)"
     lines = [
         f"proxy     {proxy_url} serving {rooms}",
         f"redis     {redis_label}",

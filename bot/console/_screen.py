@@ -52,6 +52,8 @@ class Screen:
         self.renderer = Renderer(self.controls, workspace.name_of)
         self.viewer: str | None = None
         """The acting user: their ephemeral messages and modals read "you"."""
+        self.at_prompt = False
+        """True while the cursor sits after a prompt: the next drawing starts a new line."""
         self.drafts: dict[str, dict[str, Any]] = {}
         self.errors: dict[str, dict[str, str]] = {}
         self.lock = threading.RLock()
@@ -189,6 +191,9 @@ class Screen:
 
     def _print(self, drawing: RenderableType, complaint: str | None = None) -> None:
         with self.lock:
+            if self.at_prompt:
+                self.out.print()
+                self.at_prompt = False
             self.out.print(drawing)
             self._log.append(Shown(_plain(drawing, self.out.width), complaint))
 

@@ -1,18 +1,17 @@
 """The console's lines: what each one does, and when it has failed.
 
-    /vdr …                      the slash command, typed by the acting person in the channel
-    press REF [in TEXT]         click a button or pick a menu option, by [number] or label
-    set FIELD VALUE             fill a field of the open modal (FIELD: (number) or label)
-    check / uncheck FIELD [OPTION]
-    submit · close              submit or close the open modal
-    home                        open the App Home tab
-    as NAME                     act as someone else from now on
-    in #CHANNEL                 type into another channel from now on
-    wait [SECONDS]              until no job is queued or running and its report is posted
-    expect TEXT                 TEXT must show up (waits a little for it)
-    sleep SECONDS · people · help · quit
-    try LINE                    run LINE, but do not fail the script if it fails
-    # comment
+    /vdr …                 the slash command, as the acting person, in the channel
+    press REF [in TEXT]    click a button or pick a menu option: [number] or label
+    set FIELD VALUE        fill a field of the open modal: (number) or label
+    check|uncheck FIELD [OPTION]
+    submit · close         submit or close the open modal
+    home                   open the App Home tab
+    as NAME                act as someone else from now on
+    in #CHANNEL            type into another channel from now on
+    wait [SECONDS]         until no job runs and each report is in its thread
+    expect TEXT            TEXT must show up (waits a little for it)
+    try LINE               run LINE; its failure does not end a script
+    sleep SECONDS · people · help · quit · # comment
 
 A line fails when it cannot be carried out, when the app answers the request with an error
 status or too late for Slack, when a Web API call the app made was refused, or when the app's
@@ -22,6 +21,7 @@ answer is a warning or an error. A script stops at the first failed line.
 from __future__ import annotations
 
 import shlex
+import textwrap
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -405,7 +405,8 @@ class Session:
             self.screen.say(f"(failed, as allowed: {error})", "yellow")
 
     def _help(self, rest: str) -> None:
-        self.screen.say(__doc__.split("\n\n")[1] if __doc__ else "", "cyan")
+        lines = textwrap.dedent(__doc__.split("\n\n")[1]) if __doc__ else ""
+        self.screen.say(textwrap.indent(lines, "  "), "cyan")
 
     def _quit(self, rest: str) -> None:
         self.stopped = True

@@ -76,16 +76,21 @@ def chat(session: Session, out: Console) -> int:
     import readline  # noqa: F401  (line editing and history for input())
 
     out.print(_banner(session))
-    stop = threading.Event()
-    refresher = threading.Thread(target=_keep_drawing, args=(session, stop), daemon=True,
-                                 name="vdr-console-draw")
+    stop, prompting = threading.Event(), threading.Event()
+    refresher = threading.Thread(target=_keep_drawing, args=(session, stop, prompting),
+                                 daemon=True, name="vdr-console-draw")
     refresher.start()
     try:
         while not session.stopped:
+            session.screen.at_prompt = True
+            prompting.set()
             try:
                 line = input(session.prompt)
             except EOFError:
                 break
+            finally:
+                prompting.clear()
+                session.screen.at_prompt = False
             try:
                 session.execute(line)
             except ConsoleError as error:
@@ -98,17 +103,22 @@ def chat(session: Session, out: Console) -> int:
     return 0
 
 
-def _keep_drawing(session: Session, stop: threading.Event) -> None:
+def _keep_drawing(session: Session, stop: threading.Event, prompting: threading.Event) -> None:
+    """Draw what the app does between lines (job progress, reports), then prompt again."""
     while not stop.wait(REFRESH_S):
-        session.screen.refresh()
+        with session.screen.lock:
+            if session.screen.refresh() and prompting.is_set():
+                session.screen.out.print(session.prompt, end="")
+                session.screen.at_prompt = True
 
 
 def _banner(session: Session) -> Text:
+    people = ", ".join(f"{p.name} ({p.role})" for p in CAST)
     return Text.assemble(
         ("vdr console", "bold"), f" — you are {session.user_name} in #",
-        session.workspace.name_of(session.channel),
-        ". Type /vdr help for the app's commands, help for the console's; ",
-        "press buttons by [number] or label; Ctrl-D leaves.", style="cyan",
+        session.workspace.name_of(session.channel), f". Here: {people}; `as NAME` switches.\n",
+        "Type /vdr help for the app's commands, help for the console's; press buttons by "
+        "[number] or label; Ctrl-D leaves.", style="cyan",
     )
 
 

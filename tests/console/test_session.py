@@ -144,3 +144,14 @@ def test_trash_asked_by_one_person_is_approved_by_another(console: Any) -> None:
     refusal = text.index("(failed, as allowed: the app answered: 🔒")  # not one's own request
     assert text.index("Approved by @cleo") > text.index("— you are now cleo") > refusal
     assert rig.vdr.get_room(room.id).status == "trashed"
+
+
+def test_a_second_console_on_the_same_redis_still_gets_its_app_home(console: Any) -> None:
+    first: ConsoleRig = console(worker=False)
+    first.session.execute("home")
+    first.workspace.stop()
+
+    second: ConsoleRig = console(worker=False)
+    second.session.execute("home")  # the app would drop a repeated event id as a retry
+
+    assert "App Home of you" in second.transcript()
