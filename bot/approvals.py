@@ -30,7 +30,7 @@ from bot.deps import Deps
 from bot.errors import PermissionDenied
 from bot.flows import Reply, find_room, guarded
 from bot.roles import Role
-from jobs import approvals, deletion, guard
+from jobs import approvals, deletion, guard, store
 from jobs.approvals import Action, Approval, Override, RequestFacts
 from vdr_client import Room, VdrError
 
@@ -58,6 +58,9 @@ ROOM_BUTTONS = {views.ROOM_TRASH: "trash", views.ROOM_PURGE: "purge",
 """Action ids of the room buttons (show, search) and the request each one starts."""
 
 ACTIONS: tuple[Action, ...] = ("trash", "purge", "restore")
+
+SLOW_CHECK_FILES = 5000
+"""Rooms with this many files get a note that the export check is running."""
 
 _VERB = {"trash": "move to the trash", "purge": "purge for good", "restore": "restore"}
 _TITLE = {"trash": "Trash", "purge": "Purge", "restore": "Restore"}
@@ -96,6 +99,10 @@ def _request(deps: Deps, reply: Reply, action: str, ref: str) -> None:
     room = find_room(deps, reply, ref)
     if room is None or not _room_allows(deps, reply, chosen, room):
         return
+    if room.file_count >= SLOW_CHECK_FILES:
+        reply.send(views.notice(f":mag: Comparing the {room.file_count:,} files of "
+                                f"*{views.escape(views.clip(room.name, 200))}* with its latest "
+                                "export; the request follows in a moment."))
     verdict = guard.check_room(deps.vdr, deps.engine, room)
     if chosen == "purge" and not verdict.ok:
         _refuse_purge(deps, reply, room, verdict)
@@ -131,20 +138,12 @@ def _room_allows(deps: Deps, reply: Reply, action: Action, room: Room) -> bool:
 
 
 def _refuse_purge(deps: Deps, reply: Reply, room: Room, verdict: guard.GuardVerdict) -> None:
-    approvals_audit(deps, reply.user, "purge.refused", room, {"problem": verdict.problem,
-                                                              "report_id": verdict.report_id,
-                                                              "counts": verdict.counts})
+    store.audit(deps.engine, actor=reply.user, action="purge.refused", target=room.id,
+                detail={"room_name": room.name, "problem": verdict.problem,
+                        "report_id": verdict.report_id, "counts": verdict.counts})
     is_admin = deps.roles.role_of(reply.user) >= Role.ADMIN
     reply.send(refusal_message(room, verdict, offer_override=is_admin, channel=reply.channel))
     log.info("purge of %s refused for %s: %s", room.id, reply.user, verdict.problem)
-
-
-def approvals_audit(deps: Deps, actor: str, action: str, room: Room,
-                    detail: dict[str, Any]) -> None:
-    from jobs.store import audit
-
-    audit(deps.engine, actor=actor, action=action, target=room.id,
-          detail={"room_name": room.name, **detail})
 
 
 def _post_request(deps: Deps, channel: str, action: Action, room: Room,
@@ -153,9 +152,8 @@ def _post_request(deps: Deps, channel: str, action: Action, room: Room,
     runtime = deps.runtime()
     facts = approvals.request_facts(action, room, price_per_gb_month=runtime.price_per_gb_month,
                                     verdict=verdict)
-    user = requester
     approval = approvals.create_request(
-        deps.engine, action=action, room=room, requested_by=user,
+        deps.engine, action=action, room=room, requested_by=requester,
         expiry_minutes=runtime.approval_expiry_minutes, facts=facts,
         override_id=override.id if override else None,
     )
@@ -165,7 +163,9 @@ def _post_request(deps: Deps, channel: str, action: Action, room: Room,
     except SlackApiError as error:
         log.warning("approval %s: card not posted in %s: %s", approval.id, channel,
                     error.response.get("error"))
-        _tell(deps, user, channel, f":warning: I could not post the request in <#{channel}> "
+        approvals.withdraw(deps.engine, approval.id, actor=requester,
+                           reason=f"the card could not be posted: {error.response.get('error')}")
+        _tell(deps, requester, channel, f":warning: I could not post the request in <#{channel}> "
               f"({error.response.get('error')}); invite me there with `/invite` and ask again.")
         return
     approvals.attach_card(deps.engine, approval.id, {"channel": posted["channel"],
@@ -222,9 +222,7 @@ def decide_from_card(deps: Deps, reply: Reply, approval_id: str, approve: bool) 
 
 
 def _deny_non_approver(deps: Deps, reply: Reply, approval: Approval) -> None:
-    from jobs.store import audit
-
-    audit(deps.engine, actor=reply.user, action="approval.denied", target=approval.room_id,
+    store.audit(deps.engine, actor=reply.user, action="approval.denied", target=approval.room_id,
           detail={"approval_id": approval.id, "action": approval.action,
                   "room_name": approval.room_name, "requested_by": approval.requested_by,
                   "reason": "not in the approver group"})
@@ -442,7 +440,9 @@ def _decision_block(approval: Approval) -> views.Block:
 def _saving(action: str, facts: RequestFacts) -> str:
     full = views.money(facts.total_bytes / views.GIB * facts.price_per_gb_month)
     if action == "purge":
-        return f"{views.money(facts.monthly_saving)} per month"
+        return (f"{views.money(facts.monthly_saving)} per month "
+                f"({views.human_bytes(facts.total_bytes)} at "
+                f"{views.money(facts.price_per_gb_month)} per GB-month)")
     if action == "trash":
         return f"none yet: a trashed room is still stored; purging it saves {full} per month"
     return f"none: the restored room stays stored ({full} per month)"

@@ -46,12 +46,13 @@ __all__ = [
     "pending_for",
     "record_override",
     "request_facts",
+    "withdraw",
 ]
 
 log = logging.getLogger("vdr.jobs.approvals")
 
 Action = Literal["trash", "restore", "purge"]
-ApprovalState = Literal["pending", "approved", "rejected", "expired"]
+ApprovalState = Literal["pending", "approved", "rejected", "expired", "withdrawn"]
 Outcome = Literal["approved", "rejected", "expired", "already_decided", "own_request",
                   "not_found"]
 
@@ -278,7 +279,7 @@ def decide(
         action = "approval.approved" if approve else "approval.rejected"
         _audit(engine, decided, actor, action, {"job_id": job.id if job else None})
         log.info("approval %s %s by %s", approval_id, decided.state, actor)
-        return Decision(outcome=decided.state, approval=decided, job=job)  # type: ignore[arg-type]
+        return Decision(outcome=decided.state, approval=decided, job=job)
     return _lost(engine, approval_id, actor, now)
 
 
@@ -326,7 +327,7 @@ def _lost(engine: sa.Engine, approval_id: str, actor: str, now: datetime) -> Dec
                                                               expired.expires_at.isoformat()})
         return Decision(outcome="expired", approval=expired)
     _audit(engine, latest, actor, "approval.ignored", {"state": latest.state})
-    outcome: Outcome = "expired" if latest.state == "expired" else "already_decided"
+    outcome: Outcome = "already_decided" if latest.decided_by else "expired"
     return Decision(outcome=outcome, approval=latest)
 
 
@@ -352,6 +353,19 @@ def _expire(engine: sa.Engine, approval: Approval, now: datetime) -> Approval | 
     if expired is not None:
         _audit(engine, expired, "vdr", "approval.expired", {})
     return expired
+
+
+def withdraw(engine: sa.Engine, approval_id: str, *, actor: str, reason: str) -> bool:
+    """Take back a pending request no one can see (its card could not be posted)."""
+    statement = sa.update(ApprovalRow).where(
+        ApprovalRow.id == approval_id, ApprovalRow.state == "pending",
+    ).values(state="withdrawn")
+    with engine.begin() as connection:
+        withdrawn = connection.execute(statement).rowcount == 1
+    approval = get_request(engine, approval_id)
+    if withdrawn and approval is not None:
+        _audit(engine, approval, actor, "approval.withdrawn", {"reason": reason})
+    return withdrawn
 
 
 # --- overrides --------------------------------------------------------------------------------

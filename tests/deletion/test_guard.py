@@ -17,7 +17,7 @@ def entry(item_id: str, path: str, size: int = 10, sha: str | None = "aa",
           status: str = "exported") -> ManifestEntry:
     return ManifestEntry(item_id=item_id, version="1", etag="t", original_path=path,
                          written_path=path.lstrip("/"), size=size, sha256=sha,
-                         status=status)  # type: ignore[arg-type]
+                         status=status)
 
 
 def live(item_id: str, path: str, size: int = 10, sha: str | None = "aa",

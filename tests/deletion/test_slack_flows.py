@@ -382,3 +382,32 @@ def test_a_room_trashed_from_slack_is_restored_byte_for_byte_from_its_show_butto
     assert tree_bytes(chat.world.root) == before
     assert (chat.world.root / "Project Alpha" / "3 Empty Folder").is_dir()
     assert "Restore report" in text_of(chat.report_in_thread(restore_card))
+
+
+# -- where requests can be made ----------------------------------------------------------------
+
+
+def test_a_request_from_a_direct_message_is_sent_to_a_channel(chat: Chat) -> None:
+    delivery = chat.slack.command('trash "Project Beta"', user=OPERATOR, channel="D0OPER001")
+    assert delivery.status == 200
+
+    chat.slack.wait_for(lambda: [m for m in chat.slack.messages("D0OPER001", user=OPERATOR)
+                                 if "ask in a channel approvers can see" in text_of(m)],
+                        what="the answer in the direct message")
+    assert approvals.pending_for(chat.world.engine, chat.world.vdr.find_room("Beta").id,
+                                 "trash") is None
+
+
+def test_a_card_that_cannot_be_posted_withdraws_its_request(chat: Chat) -> None:
+    chat.slack.add_channel("C0SECRET1", "secret", is_private=True, bot_member=False)
+
+    chat.slack.command('trash "Project Beta"', user=OPERATOR, channel="C0SECRET1")
+
+    note = chat.slack.wait_for(lambda: [m for m in chat.slack.messages(user=OPERATOR)
+                                        if "invite me there" in text_of(m)],
+                               what="a note on the failed post")
+    assert note[-1].channel.startswith("D")
+    beta = chat.world.vdr.find_room("Project Beta")
+    assert approvals.pending_for(chat.world.engine, beta.id, "trash") is None
+    events = [e.action for e in store.list_audit(chat.world.engine, target=beta.id)]
+    assert events == ["approval.withdrawn", "approval.requested"]
