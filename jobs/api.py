@@ -58,11 +58,13 @@ def enqueue_export(
     client: VdrClient | None = None,
     local_root: str | None = None,
     queue: str | None = None,
+    concurrency: int | None = None,
 ) -> JobRecord:
     """Queue an export of a room for the workers; returns the job at once.
 
     `local_root` defaults to the runtime settings' export root; `s3_url` (`s3://bucket/prefix`)
-    adds an S3 destination. With an `idempotency_key` already used, the first job is returned
+    adds an S3 destination; `concurrency` overrides the runtime settings' files in flight.
+    With an `idempotency_key` already used, the first job is returned
     and nothing is queued. Raises ExportAlreadyRunning when the same room is being exported
     to the same places, InvalidRequest when there is no destination.
     """
@@ -73,7 +75,7 @@ def enqueue_export(
     spec, record = _prepare(
         room_ref=room_ref, to_local=to_local, s3_url=s3_url, local_root=local_root,
         requested_by=requested_by, origin=origin, idempotency_key=idempotency_key,
-        redis=redis, engine=engine, client=client, queue=queue,
+        redis=redis, engine=engine, client=client, queue=queue, concurrency=concurrency,
     )
     stored, created = store.insert_job(engine, record, params=spec.model_dump())
     if not created:
@@ -97,6 +99,7 @@ def run_export(
     local_root: str | None = None,
     services: export_engine.Services | None = None,
     on_job: Any = None,
+    concurrency: int | None = None,
 ) -> Report | None:
     """Run an export in this process (plan, every shard, finalize) and return its report.
 
@@ -107,7 +110,7 @@ def run_export(
     spec, record = _prepare(
         room_ref=room_ref, to_local=to_local, s3_url=s3_url, local_root=local_root,
         requested_by=requested_by, origin=None, idempotency_key=None, redis=redis,
-        engine=engine, client=client, queue=None,
+        engine=engine, client=client, queue=None, concurrency=concurrency,
     )
     store.insert_job(engine, record, params=spec.model_dump())
     state = JobState(redis, spec.job_id)
@@ -189,6 +192,7 @@ def _prepare(
     *, room_ref: str, to_local: bool, s3_url: str | None, local_root: str | None,
     requested_by: str, origin: dict[str, Any] | None, idempotency_key: str | None,
     redis: Redis, engine: sa.Engine, client: VdrClient | None, queue: str | None,
+    concurrency: int | None,
 ) -> tuple[ExportSpec, JobRecord]:
     """Resolve the room and destinations into the job's spec and its first record."""
     if not to_local and not s3_url:
@@ -203,7 +207,7 @@ def _prepare(
         root_folder_id=room.root_folder_id, room_folder=room_folder_name(room),
         local_root=str(Path(local_root or runtime.export_root).absolute()) if to_local else None,
         s3_url=s3_url.rstrip("/") if s3_url else None, requested_by=requested_by,
-        concurrency=runtime.concurrency, queue=queue or process_defaults.QUEUE_NAME,
+        concurrency=concurrency or runtime.concurrency, queue=queue or process_defaults.QUEUE_NAME,
         shard_max_files=limits.shard_max_files, shard_max_bytes=limits.shard_max_bytes,
     )
     running = store.find_active_job(engine, room.id, spec.destination_urls())

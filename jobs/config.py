@@ -27,4 +27,7 @@ class EngineConfig(BaseSettings):
     lease_s: float = Field(default=defaults.LEASE_S, gt=0)
     reap_interval_s: float = Field(default=defaults.REAP_INTERVAL_S, gt=0)
     progress_interval_s: float = Field(default=defaults.PROGRESS_INTERVAL_S, ge=0)
-    fsync: bool = Field(default=True, description="fsync each file before its rename (durability).")
+    sync_each_file: bool = Field(
+        default=False, description="fsync every file before its rename, instead of syncing "
+        "the file system once per shard (slower; same guarantee at the manifest).",
+    )

@@ -55,6 +55,9 @@ class Destination(Protocol):
 
     def verify(self, written_path: str, expected: Expected) -> Verdict: ...
 
+    def existing_paths(self) -> set[str] | None:
+        """Every written path present now, if one listing can tell (None: ask per file)."""
+
     def read_manifest(self) -> list[ManifestEntry]:
         """The manifest an earlier export left here (empty if none)."""
 
@@ -66,3 +69,6 @@ class Destination(Protocol):
 
     def clean_up(self) -> None:
         """Remove leftovers of interrupted writes (temp files, open multipart uploads)."""
+
+    def sync(self) -> None:
+        """Make everything committed so far durable (S3: already is)."""

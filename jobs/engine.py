@@ -31,7 +31,15 @@ from jobs.errors import Cancelled
 from jobs.flow import THROTTLE_REASONS, AdaptiveLimit, ByteBudget
 from jobs.local_dest import LocalDestination
 from jobs.manifest import ManifestEntry, encode_lines
-from jobs.plan import ExportSpec, FileTask, Tree, merge_earlier, split_shards, walk_tree
+from jobs.plan import (
+    ExportSpec,
+    FileTask,
+    Tree,
+    mark_unseen,
+    merge_earlier,
+    split_shards,
+    walk_tree,
+)
 from jobs.progress import emit_event, maybe_emit_progress
 from jobs.s3_dest import S3Destination, parse_s3_url, shared_s3_client
 from jobs.state import JobState, shard_number, shard_task
@@ -94,7 +102,11 @@ def _list_and_split(
         tree = walk_tree(client, spec.root_folder_id, concurrency=services.config.list_concurrency)
     with _destinations(spec, services) as destinations:
         earlier = [dest.read_manifest() for dest in _s3_first(destinations)]
-    tree.files = merge_earlier(tree.files, earlier)
+        tree.files = merge_earlier(tree.files, earlier)
+        for dest in destinations:
+            present = dest.existing_paths()
+            if present is not None:
+                mark_unseen(tree.files, dest.url, present)
     limits = {"max_files": spec.shard_max_files, "max_bytes": spec.shard_max_bytes}
     return tree, split_shards(tree.files, **limits)
 
@@ -217,6 +229,7 @@ class _ShardRunner:
         self._reported: dict[str, int] = {}  # item id -> bytes of it already in the counters
         self._earlier: dict[str, ManifestEntry] = {}  # this job's entries from a crashed run
         self._paths: dict[str, str] = {}
+        self._synced: list[Destination] = []  # destinations to make durable as shards end
 
     def run(self, numbers: list[int]) -> list[int]:
         shards = {number: self._load(number) for number in numbers}
@@ -228,6 +241,7 @@ class _ShardRunner:
                 self._finish_shard(number)
         with self._mover() as mover:
             self.mover = mover
+            self._synced = mover.destinations
             self._run_pool(sum(self._remaining.values()))
         if self.state.cancel_requested():
             self._close_cancelled(set(numbers) - set(self._finished))
@@ -258,10 +272,10 @@ class _ShardRunner:
         earlier = self.state.entries_for(task.item_id for task in tasks)
         for task in tasks:
             self._paths[task.item_id] = task.original_path
-        self._earlier.update(
-            (item, entry) for item, entry in earlier.items() if entry.job_id == self.spec.job_id
-        )
-        return [task.remember(earlier.get(task.item_id)) for task in tasks]
+        mine = {item: e for item, e in earlier.items() if e.job_id == self.spec.job_id}
+        self._earlier.update(mine)
+        return [_resumed(task.remember(earlier.get(task.item_id)), task.item_id in mine)
+                for task in tasks]
 
     def _process(self, task: FileTask) -> None:
         if not self.limit.acquire(self.stop):
@@ -320,6 +334,8 @@ class _ShardRunner:
         _emit_retry(self.services.redis, self.spec.job_id, path, event.reason)
 
     def _finish_shard(self, number: int) -> None:
+        for dest in self._synced:
+            dest.sync()  # a shard is done only once its files are durable
         self.state.set_task(shard_task(number), "done")
         self._finished.append(number)
         log.info("job %s: shard %d done", self.spec.job_id, number)
@@ -339,6 +355,11 @@ class _ShardRunner:
                 stop=self.stop, attempts=self.config.file_attempts,
                 on_bytes=self._on_bytes, on_retry=self._on_retry,
             )
+
+
+def _resumed(task: FileTask, written_by_this_job: bool) -> FileTask:
+    """A task of a rerun shard: what this job wrote since planning must be looked at."""
+    return task.model_copy(update={"unseen": []}) if written_by_this_job else task
 
 
 _BYTES_FLUSH = 8 * 1024 * 1024
@@ -516,7 +537,7 @@ def _destinations(spec: ExportSpec, services: Services) -> Iterator[list[Destina
     try:
         if spec.local_root:
             root = Path(spec.local_root) / spec.room_folder
-            destinations.append(LocalDestination(root, fsync=config.fsync))
+            destinations.append(LocalDestination(root, sync_each_file=config.sync_each_file))
         if spec.s3_url:
             bucket, prefix = parse_s3_url(spec.s3_url)
             client = services.s3_client_factory(config.max_concurrency + part_threads)

@@ -1,13 +1,23 @@
-"""Export into a local folder: temp file, fsync, atomic rename."""
+"""Export into a local folder: temp file, atomic rename, durable before the manifest.
+
+Each file is written under a temp name and renamed into place once complete and verified.
+Making it durable costs an fsync, about 4 ms on a typical disk, more than a small file's whole
+transfer; so by default the files of a shard are made durable together (`sync`, one syncfs of
+the file system) before the shard counts as done, and always before the manifest is written.
+A machine that loses power in between may lose recent files' content but never their
+verification: a rerun re-hashes every file it finds before trusting it.
+"""
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import logging
 import os
 import shutil
+import threading
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -26,11 +36,13 @@ _READ_SIZE = 1024 * 1024
 class LocalDestination:
     """One room's folder on a local (or mounted) file system."""
 
-    def __init__(self, root: Path, *, fsync: bool = True) -> None:
+    def __init__(self, root: Path, *, sync_each_file: bool = False) -> None:
         self.root = root.absolute()
         self.url = str(self.root)
-        self.fsync = fsync
+        self.sync_each_file = sync_each_file
         self._partial = self.root / defaults.PARTIAL_DIR
+        self._unsynced: list[Path] = []
+        self._lock = threading.Lock()
 
     def open(self, written_path: str, size: int) -> LocalWriter:
         final = self._final_path(written_path)
@@ -41,7 +53,7 @@ class LocalDestination:
             handle = open(temp, "xb")  # closed by commit or abort
         except OSError as error:
             raise DestinationError(f"cannot write in {self._partial}: {error}") from error
-        return LocalWriter(handle, temp, final, fsync=self.fsync)
+        return LocalWriter(handle, temp, final, fsync=self.sync_each_file, on_commit=self._written)
 
     def memory_for(self, size: int) -> int:
         return 0  # bytes go straight to the file
@@ -56,6 +68,9 @@ class LocalDestination:
             return Verdict(_sha256_of(path) == expected.sha256)
         except OSError:
             return Verdict(False)
+
+    def existing_paths(self) -> set[str] | None:
+        return None  # a stat per file is as cheap as walking the folder
 
     def read_manifest(self) -> list[ManifestEntry]:
         try:
@@ -76,6 +91,7 @@ class LocalDestination:
         except BaseException:
             writer.abort()
             raise
+        self.sync()
         return str(self.root / defaults.MANIFEST_NAME)
 
     def make_folders(self, written_paths: Iterable[str]) -> None:
@@ -88,6 +104,22 @@ class LocalDestination:
     def clean_up(self) -> None:
         shutil.rmtree(self._partial, ignore_errors=True)
 
+    def sync(self) -> None:
+        """Make every file written so far durable (one syncfs, else an fsync per file)."""
+        with self._lock:
+            pending, self._unsynced = self._unsynced, []
+        if not pending or self.sync_each_file:
+            return
+        if not _syncfs(self.root):
+            for path in pending:
+                _fsync_path(path)
+        for folder in {path.parent for path in pending}:
+            _fsync_path(folder)  # the renames themselves
+
+    def _written(self, path: Path) -> None:
+        with self._lock:
+            self._unsynced.append(path)
+
     def _final_path(self, written_path: str) -> Path:
         path = self.root.joinpath(*written_path.split("/"))
         if os.path.commonpath([self.root, os.path.abspath(path)]) != str(self.root):
@@ -98,11 +130,15 @@ class LocalDestination:
 class LocalWriter:
     """A file being written under a temp name; renamed into place by `commit`."""
 
-    def __init__(self, handle: BinaryIO, temp: Path, final: Path, *, fsync: bool) -> None:
+    def __init__(
+        self, handle: BinaryIO, temp: Path, final: Path, *, fsync: bool,
+        on_commit: Callable[[Path], None],
+    ) -> None:
         self._handle = handle
         self._temp = temp
         self._final = final
         self._fsync = fsync
+        self._on_commit = on_commit
 
     def write(self, chunk: bytes) -> None:
         try:
@@ -121,6 +157,7 @@ class LocalWriter:
         except OSError as error:
             self.abort()
             raise DestinationError(f"cannot finish {self._final}: {error}") from error
+        self._on_commit(self._final)
         return None
 
     def abort(self) -> None:
@@ -129,6 +166,38 @@ class LocalWriter:
         except OSError:
             pass
         self._temp.unlink(missing_ok=True)
+
+
+def _syncfs(path: Path) -> bool:
+    """syncfs(2) on the file system holding `path` (Linux); False where there is none."""
+    if _LIBC is None or not hasattr(_LIBC, "syncfs"):
+        return False
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        return bool(_LIBC.syncfs(descriptor) == 0)
+    finally:
+        os.close(descriptor)
+
+
+def _fsync_path(path: Path) -> None:
+    try:
+        descriptor = os.open(path, os.O_RDONLY)
+    except OSError:
+        return  # removed since: nothing left to make durable
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _load_libc() -> ctypes.CDLL | None:
+    try:
+        return ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+
+
+_LIBC = _load_libc()
 
 
 def _sha256_of(path: Path) -> str:

@@ -64,6 +64,10 @@ class FileTask(BaseModel):
     hashes: dict[str, str] = Field(default_factory=dict)
     known_sha256: str | None = None
     known_s3_checksum: str | None = None
+    unseen: list[str] = Field(
+        default_factory=list, description="Destinations that held nothing at this path when "
+        "the export was planned: no need to ask them again before writing."
+    )
 
     def remember(self, entry: ManifestEntry | None) -> FileTask:
         """This task with the hashes an earlier manifest recorded for the same file version."""
@@ -163,6 +167,13 @@ def split_shards(
     if current:
         shards.append(current)
     return shards
+
+
+def mark_unseen(tasks: list[FileTask], url: str, present: set[str]) -> None:
+    """Note on each task whether destination `url` held anything at its path when planned."""
+    for index, task in enumerate(tasks):
+        if task.written_path not in present:
+            tasks[index] = task.model_copy(update={"unseen": [*task.unseen, url]})
 
 
 def merge_earlier(

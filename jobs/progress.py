@@ -103,6 +103,10 @@ def emit_event(redis: Redis, job_id: str, type_: EventType, data: dict[str, Any]
 
 def maybe_emit_progress(redis: Redis, job_id: str, interval_s: float) -> None:
     """Send a progress event unless one was sent for this job less than `interval_s` ago."""
+    now = time.monotonic()
+    if interval_s > 0 and now - _last_tick.get(job_id, 0.0) < interval_s / 2:
+        return  # this process asked Redis very recently: no need to ask again per file
+    _last_tick[job_id] = now
     state = JobState(redis, job_id)
     try:
         if not state.progress_tick(interval_s):
@@ -114,6 +118,9 @@ def maybe_emit_progress(redis: Redis, job_id: str, interval_s: float) -> None:
         return
     progress = read_progress(job_id, redis=redis)
     emit_event(redis, job_id, "progress", progress.model_dump(mode="json"))
+
+
+_last_tick: dict[str, float] = {}
 
 
 def _rate(samples: list[tuple[float, float]], counters: dict[str, float]) -> float:

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from jobs import defaults
 from jobs._tables import RuntimeSettingsRow
+from jobs.config import EngineConfig
 from jobs.store import audit, utcnow
 
 __all__ = ["RuntimeSettings", "load_runtime_settings", "save_runtime_settings"]
@@ -34,7 +35,10 @@ class RuntimeSettings(BaseModel):
     export_root: str = Field(default_factory=lambda: _process_export_root())
     s3_bucket: str | None = None
     s3_prefix: str = ""
-    concurrency: int = Field(default=defaults.CONCURRENCY, ge=1, le=defaults.MAX_CONCURRENCY)
+    concurrency: int = Field(
+        default_factory=lambda: EngineConfig().concurrency, ge=1, le=defaults.MAX_CONCURRENCY,
+        description="Files in flight per export process; default VDR_EXPORT_CONCURRENCY or 16.",
+    )
     approver_group: list[str] = Field(default_factory=list)
     admins: list[str] = Field(default_factory=list)
     operators: list[str] = Field(default_factory=list)

@@ -187,6 +187,17 @@ class S3Destination:
             known.add(_without_part_count(expected.s3_checksum))  # multipart: hash of part hashes
         return Verdict(_without_part_count(stored) in known, stored)
 
+    def existing_paths(self) -> set[str] | None:
+        """Keys under the prefix, from one listing (a thousand per request) instead of one
+        HEAD per file: a first export then asks S3 nothing before writing."""
+        prefix = f"{self.prefix}/" if self.prefix else ""
+        found: set[str] = set()
+        paginator = self.client.get_paginator("list_objects_v2")
+        with s3_errors(f"list {self.url}"):
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                found.update(obj["Key"][len(prefix):] for obj in page.get("Contents", []))
+        return found
+
     def read_manifest(self) -> list[ManifestEntry]:
         try:
             body = self.client.get_object(Bucket=self.bucket, Key=self.key(defaults.MANIFEST_NAME))
@@ -219,6 +230,9 @@ class S3Destination:
 
     def make_folders(self, written_paths: Iterable[str]) -> None:
         return None
+
+    def sync(self) -> None:
+        return None  # S3 acknowledges a PUT or a completed upload only once it is stored
 
     def clean_up(self) -> None:
         """Abort multipart uploads left open under the prefix by a crashed worker."""

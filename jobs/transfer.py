@@ -73,7 +73,11 @@ class FileMover:
 
         Raises FileFailed when every attempt failed, Cancelled when the job was stopped.
         """
-        verdicts = [dest.verify(task.written_path, _expected(task)) for dest in self.destinations]
+        verdicts = [
+            Verdict(False) if dest.url in task.unseen else dest.verify(task.written_path,
+                                                                       _expected(task))
+            for dest in self.destinations
+        ]
         missing = [dest for dest, verdict in zip(self.destinations, verdicts, strict=True)
                    if not verdict.intact]
         if not missing:
