@@ -30,6 +30,7 @@ import stat
 import threading
 import time
 from bisect import bisect_right
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -62,6 +63,9 @@ SIDECAR = ".vdr"
 
 READ_CHUNK = 256 * 1024
 """Bytes read from disk per chunk when serving content or hashing."""
+
+LISTING_CACHE = 64
+"""How many folders' sorted entries are kept between the pages of a listing."""
 
 REINDEX_INTERVAL_S = 2.0
 """An unknown id triggers a fresh walk of every room at most this often."""
@@ -157,6 +161,9 @@ class _HashCache:
 
     def __init__(self, path: Path) -> None:
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        # A cache: losing the last writes in a crash only means hashing those files again.
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=OFF")
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS hashes (room TEXT, path BLOB, size INTEGER,"
             " mtime_ns INTEGER, sha256 TEXT, PRIMARY KEY (room, path))"
@@ -248,6 +255,7 @@ class DirectoryBackend(Backend):
 
         self._index: dict[str, tuple[str, str]] = {}  # item id -> (room id, relpath)
         self._index_lock = threading.Lock()
+        self._listings: OrderedDict[tuple[str, str, int], list[_Entry]] = OrderedDict()
         self._last_reindex = 0.0
 
     def close(self) -> None:
@@ -364,19 +372,40 @@ class DirectoryBackend(Backend):
             names = os.listdir(path)
         except OSError:
             return []
+        folder = _Entry("", _FOLDER, "", relpath, path, 0, 0)
         for raw_name in names:
-            classified = _classify(os.path.join(path, raw_name), room_real)
-            if classified is None:
-                continue
-            item_type, read_path, info = classified
-            child_rel = f"{relpath}/{raw_name}" if relpath else raw_name
-            item_id = self._item_id(room_id, child_rel, item_type)
-            self._remember(item_id, room_id, child_rel)
-            size = info.st_size if item_type == _FILE else 0
-            entries.append(
-                _Entry(item_id, item_type, raw_name, child_rel, read_path, size, info.st_mtime_ns)
-            )
+            entry = self._child(room_id, folder, raw_name, room_real)
+            if entry is not None:
+                entries.append(entry)
         entries.sort(key=lambda entry: entry.sort_key)
+        return entries
+
+    def _child(self, room_id: str, folder: _Entry, raw_name: str, room_real: str) -> _Entry | None:
+        """One entry of a folder, read from disk now and registered in the id index."""
+        classified = _classify(os.path.join(folder.path, raw_name), room_real)
+        if classified is None:
+            return None
+        item_type, read_path, info = classified
+        relpath = f"{folder.relpath}/{raw_name}" if folder.relpath else raw_name
+        item_id = self._item_id(room_id, relpath, item_type)
+        self._remember(item_id, room_id, relpath)
+        size = info.st_size if item_type == _FILE else 0
+        return _Entry(item_id, item_type, raw_name, relpath, read_path, size, info.st_mtime_ns)
+
+    def _listing(self, room_id: str, folder: _Entry) -> list[_Entry]:
+        """A folder's sorted entries, rescanned only when the folder itself changed (an entry
+        added, removed or renamed). Paging a wide folder thus scans it once, not per page;
+        the page's own entries are re-read fresh by the caller, so sizes are never stale."""
+        key = (room_id, folder.relpath, folder.mtime_ns)
+        with self._index_lock:
+            cached = self._listings.get(key)
+        if cached is not None:
+            return cached
+        entries = self._scan(room_id, folder.relpath, folder.path, self._room_real(room_id))
+        with self._index_lock:
+            self._listings[key] = entries
+            while len(self._listings) > LISTING_CACHE:
+                self._listings.popitem(last=False)
         return entries
 
     def _room(self, room_id: str) -> Room:
@@ -540,11 +569,16 @@ class DirectoryBackend(Backend):
         if folder.type != _FOLDER:
             raise NotFoundError(f"no folder {folder_id!r}")
 
-        entries = self._scan(room_id, folder.relpath, folder.path, self._room_real(room_id))
+        entries = self._listing(room_id, folder)
         start = 0
         if cursor:
             start = self._cursor_position(cursor, folder_id, entries)
-        page = entries[start : start + limit]
+        room_real = self._room_real(room_id)
+        page = [
+            fresh
+            for entry in entries[start : start + limit]
+            if (fresh := self._child(room_id, folder, entry.raw_name, room_real)) is not None
+        ]
 
         items = [self._item(room_id, entry, folder_id) for entry in page]
         more = start + len(page) < len(entries)
