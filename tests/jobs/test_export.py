@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -318,3 +319,18 @@ def wait_for(probe: Callable[[], Any], timeout_s: float = 30.0) -> Any:
             return value
         time.sleep(0.05)
     raise AssertionError("condition not met in time")
+
+
+def test_an_export_reports_into_postgresql_as_well(
+    jobs_env: JobsEnv, pg_engine: Any, make_proxy: Callable[..., ProxyServer],
+    directory_root: Path,
+) -> None:
+    server = make_proxy(DirectoryBackend(directory_root))
+    on_postgres = dataclasses.replace(jobs_env, engine=pg_engine)
+
+    report = export(server, on_postgres, "Project Beta")
+
+    assert report.state == "succeeded"
+    assert store.get_report(pg_engine, report.id) == report
+    assert [job.id for job in api.list_jobs(engine=pg_engine, active_only=False)] == [report.job_id]
+    assert store.list_audit(pg_engine, target=report.room_id)[0].action == "export.request"

@@ -1,0 +1,94 @@
+"""`vdr export`, `vdr reports`, `vdr report`, `vdr db` through click, against real services."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from rq import Queue
+
+from proxy import DirectoryBackend, ProxyServer
+from tests.fixtures.jobs import JobsEnv
+from tests.fixtures.proxy import DIRECTORY_ROOM_FILES
+from vdr_ops.cli import main
+from vdr_ops.settings import get_settings
+
+
+@pytest.fixture
+def cli(
+    jobs_env: JobsEnv, make_proxy: Callable[..., ProxyServer], directory_root: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Callable[..., object]:
+    server = make_proxy(DirectoryBackend(directory_root))
+    monkeypatch.setenv("VDR_API_URL", server.url)
+    get_settings.cache_clear()
+    runner = CliRunner()
+
+    def run(*args: str, code: int = 0) -> object:
+        result = runner.invoke(main, list(args), catch_exceptions=False)
+        assert result.exit_code == code, result.output
+        return result
+
+    return run
+
+
+def test_vdr_export_runs_inline_and_the_report_is_printed_and_stored(
+    cli: Callable[..., object], jobs_env: JobsEnv
+) -> None:
+    result = cli("export", "Project Beta", "--to", str(jobs_env.tmp / "out"),
+                 "--s3", f"s3://{jobs_env.bucket}/cli", "--requested-by", "ops")
+
+    output = result.output  # type: ignore[attr-defined]
+    assert "succeeded" in output and "files 3/3" in output
+    room_dir = next((jobs_env.tmp / "out").iterdir())
+    assert (room_dir / "Q&A" / "Buyer questions.xlsx").read_bytes() == DIRECTORY_ROOM_FILES[
+        "Project Beta/Q&A/Buyer questions.xlsx"]
+
+    listed = cli("reports", "--json").output  # type: ignore[attr-defined]
+    report = json.loads(listed.splitlines()[0])
+    assert report["room_name"] == "Project Beta" and report["requested_by"] == "ops"
+    shown = json.loads(cli("report", report["job_id"], "--json").output)  # type: ignore[attr-defined]
+    assert shown == report
+    assert "manifest:" in cli("report", report["id"]).output  # type: ignore[attr-defined]
+
+
+def test_vdr_export_enqueue_queues_a_job_for_the_workers(
+    cli: Callable[..., object], jobs_env: JobsEnv
+) -> None:
+    result = cli("export", "Project Alpha", "--enqueue", "--no-local",
+                 "--s3", f"s3://{jobs_env.bucket}/queued")
+
+    assert "queued export job" in result.output  # type: ignore[attr-defined]
+    assert Queue("vdr", connection=jobs_env.redis).count == 1
+
+
+def test_vdr_export_says_what_to_do_when_the_room_is_ambiguous_or_missing(
+    cli: Callable[..., object], jobs_env: JobsEnv
+) -> None:
+    ambiguous = cli("export", "Project", "--to", str(jobs_env.tmp), code=3)
+    missing = cli("export", "Nope", "--to", str(jobs_env.tmp), code=3)
+    unknown_report = cli("report", "doesnotexist", code=3)
+
+    assert "give the room's id or exact name" in ambiguous.output  # type: ignore[attr-defined]
+    assert "no room 'Nope'" in missing.output  # type: ignore[attr-defined]
+    assert "vdr reports" in unknown_report.output  # type: ignore[attr-defined]
+
+
+def test_vdr_db_upgrade_migrates_a_new_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'fresh.db'}")
+    get_settings.cache_clear()
+    runner = CliRunner()
+
+    before = json.loads(runner.invoke(main, ["db", "current"]).output)
+    upgraded = runner.invoke(main, ["db", "upgrade"])
+    after = json.loads(runner.invoke(main, ["db", "current"]).output)
+    get_settings.cache_clear()
+
+    assert before["current"] is None
+    assert upgraded.exit_code == 0
+    assert after["current"] == after["head"] is not None
