@@ -180,12 +180,12 @@ class S3Destination:
         stored = head.get("ChecksumSHA256")
         if head.get("ContentLength") != expected.size or not stored:
             return Verdict(False, stored)
-        known = set()
-        if expected.sha256:
-            known.add(hex_to_b64(expected.sha256))  # a single PUT: S3 holds the file's SHA-256
-        if expected.s3_checksum:
-            known.add(_without_part_count(expected.s3_checksum))  # multipart: hash of part hashes
-        return Verdict(_without_part_count(stored) in known, stored)
+        if expected.sha256 and hex_to_b64(expected.sha256) == stored:
+            return Verdict(True, stored)  # a single PUT: S3 holds the file's own SHA-256
+        recorded = expected.s3_checksum  # multipart: the hash of the parts' hashes, "-N"
+        if recorded and _without_part_count(recorded) == _without_part_count(stored):
+            return Verdict(True, recorded)
+        return Verdict(False, stored)
 
     def existing_paths(self) -> set[str] | None:
         """Keys under the prefix, from one listing (a thousand per request) instead of one

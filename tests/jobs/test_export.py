@@ -334,3 +334,25 @@ def test_an_export_reports_into_postgresql_as_well(
     assert store.get_report(pg_engine, report.id) == report
     assert [job.id for job in api.list_jobs(engine=pg_engine, active_only=False)] == [report.job_id]
     assert store.list_audit(pg_engine, target=report.room_id)[0].action == "export.request"
+
+
+def test_a_large_file_goes_up_in_parts_and_a_rerun_verifies_it_by_checksum_alone(
+    jobs_env: JobsEnv, make_proxy: Callable[..., ProxyServer], tmp_path: Path
+) -> None:
+    backend = DirectoryBackend(big_room(tmp_path))
+    server = make_proxy(backend)
+    limits = {"part_size": 5 * MiB, "multipart_threshold": 5 * MiB}
+    big = (tmp_path / "rooms" / "Big Room" / "big.bin").read_bytes()
+
+    first = export(server, jobs_env, "Big Room", **limits)
+    written = next(e for e in manifest(first) if e["written_path"] == "big.bin")
+    counts = count_content_requests(backend)
+    second = export(server, jobs_env, "Big Room", **limits)
+    verified = next(e for e in manifest(second) if e["written_path"] == "big.bin")
+
+    assert first.state == second.state == "succeeded"
+    assert s3_files(jobs_env, first)["big.bin"] == big
+    assert written["sha256"] == sha(big) and written["s3_checksum"].endswith("-3")
+    assert verified["status"] == "verified" and verified["s3_checksum"] == written["s3_checksum"]
+    assert sum(counts.values()) == 0 and second.files_skipped == 2
+    assert open_uploads(jobs_env) == []
