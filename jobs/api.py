@@ -155,9 +155,18 @@ def cancel_job(job_id: str, *, actor: str, redis: Redis, engine: sa.Engine) -> J
     state.request_cancel(actor)
     store.audit(engine, actor=actor, action="export.cancel", target=job.room_id,
                 detail={"job_id": job_id, "state_before": job.state})
-    if job.state == "queued":
+    if state.load_spec() is None:
+        _end_orphan(job_id, redis, engine)
+    elif job.state == "queued":
         _end_unstarted(job_id, redis, engine)
     return store.get_job(engine, job_id) or job
+
+
+def _end_orphan(job_id: str, redis: Redis, engine: sa.Engine) -> None:
+    """A job Redis no longer knows (flushed, expired): nothing can run it; close it here."""
+    spec = ExportSpec.model_validate(store.job_params(engine, job_id))
+    services = export_engine.Services(redis=redis, engine=engine)
+    export_engine.fail_job(spec, services, "the job's state was lost from Redis")
 
 
 def _end_unstarted(job_id: str, redis: Redis, engine: sa.Engine) -> None:

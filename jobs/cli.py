@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import logging
 import threading
 from typing import Any
 
@@ -241,6 +242,8 @@ def worker(burst: bool, queues: tuple[str, ...], name: str | None, simple: bool,
     from vdr_ops.settings import get_settings
 
     settings = get_settings()
+    if logging.getLogger("vdr").getEffectiveLevel() > logging.INFO:
+        logging.getLogger("vdr").setLevel(logging.INFO)  # one line per job step, like RQ's own
     store.get_engine(settings.database_url)  # migrate before the first job needs it
     run_worker(redis_url=settings.redis_url, queues=list(queues) or [QUEUE_NAME], burst=burst,
                simple=simple, name=name, with_scheduler=not no_scheduler,

@@ -150,3 +150,36 @@ def test_a_worker_killed_mid_export_is_replaced_without_fetching_finished_files_
     statuses = {entry.status for entry in report_manifest(report)}
     assert statuses == {"exported"}  # done by this job, before or after the kill
     assert files_in(report) == 240
+
+
+def test_cancelling_a_queued_job_ends_it_at_once_and_touches_no_destination(
+    jobs_env: JobsEnv, make_proxy: Callable[..., ProxyServer],
+    synthetic_backend: Callable[..., Any],
+) -> None:
+    server = make_proxy(synthetic_backend())
+    job = enqueue(jobs_env, server, "bench-small")
+
+    cancelled = api.cancel_job(job.id, actor="U2", redis=jobs_env.redis, engine=jobs_env.engine)
+
+    assert cancelled.state == "cancelled"
+    report = store.get_report(jobs_env.engine, job.id)
+    assert report is not None and report.state == "cancelled" and report.files_total == 0
+    assert report.manifest_locations == [] and not (jobs_env.tmp / "exports").exists()
+    again = api.cancel_job(job.id, actor="U3", redis=jobs_env.redis, engine=jobs_env.engine)
+    assert again == cancelled  # a second click changes nothing
+
+
+def test_a_job_whose_redis_state_was_lost_can_still_be_cancelled(
+    jobs_env: JobsEnv, make_proxy: Callable[..., ProxyServer],
+    synthetic_backend: Callable[..., Any],
+) -> None:
+    server = make_proxy(synthetic_backend())
+    job = enqueue(jobs_env, server, "bench-small")
+    store.set_job_state(jobs_env.engine, job.id, "running")
+    jobs_env.redis.flushdb()
+
+    cancelled = api.cancel_job(job.id, actor="U2", redis=jobs_env.redis, engine=jobs_env.engine)
+
+    assert cancelled.state == "cancelled"
+    report = store.get_report(jobs_env.engine, job.id)
+    assert report is not None and "lost" in (report.error or "")
