@@ -128,6 +128,11 @@ def _room_allows(deps: Deps, reply: Reply, action: Action, room: Room) -> bool:
         problem = "This VDR cannot restore rooms from the trash."
     elif action == "purge" and capabilities.room_purge == "none":
         problem = "This VDR cannot purge rooms; ask its administrators to remove it."
+    busy = next((job for job in store.list_jobs(deps.engine, active_only=True, limit=500)
+                 if job.room_id == room.id), None)
+    if problem is None and busy is not None:
+        problem = (f"Job `{busy.id}` ({busy.kind} of {name}) is still {busy.state}; wait for "
+                   f"its report, or `/vdr cancel {busy.id}`, then ask again.")
     pending = approvals.pending_for(deps.engine, room.id, action)
     if problem is None and pending is not None:
         problem = (f"A {action} of {name} is already waiting for approval (request "

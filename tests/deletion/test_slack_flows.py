@@ -411,3 +411,16 @@ def test_a_card_that_cannot_be_posted_withdraws_its_request(chat: Chat) -> None:
     assert approvals.pending_for(chat.world.engine, beta.id, "trash") is None
     events = [e.action for e in store.list_audit(chat.world.engine, target=beta.id)]
     assert events == ["approval.withdrawn", "approval.requested"]
+
+
+def test_a_room_with_a_job_still_running_cannot_be_requested(chat: Chat) -> None:
+    beta = chat.world.vdr.find_room("Project Beta")
+    running = store.JobRecord(id="exp0running", kind="export", room_id=beta.id,
+                              room_name=beta.name, requested_by=OPERATOR, state="running",
+                              destinations=["/x"], created_at=datetime.now(UTC))
+    store.insert_job(chat.world.engine, running, params={})
+
+    chat.ask('trash "Project Beta"')
+
+    chat.told(OPERATOR, "Job `exp0running` (export of *Project Beta*) is still running")
+    assert approvals.pending_for(chat.world.engine, beta.id, "trash") is None
