@@ -1,8 +1,8 @@
-"""`vdr demo` as a newcomer runs it: a process tree started by one command, driven by a script.
+"""`vdr demo` and `vdr console` as a newcomer runs them: real commands, driven by scripts.
 
-Each test runs the real command in a fresh working folder with only the environment a new user
-has (Redis in this area's test database, or none at all), then looks at the files it exported
-and at the processes it left behind.
+Each test runs the command in a fresh working folder with only the environment a new user has
+(Redis in this area's test database, or none at all), then looks at the files it exported and
+at the processes it left behind.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import sys
 import sysconfig
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -102,15 +103,22 @@ def test_demo_without_any_redis_runs_the_first_look_on_fakeredis(tmp_path: Path)
     assert (tmp_path / ".vdr-demo" / "vdr.db").is_file()
 
 
-def test_a_failing_script_line_makes_the_demo_exit_non_zero(tmp_path: Path,
-                                                            redis_url: str) -> None:
-    script = tmp_path / "typo.vdr"
-    script.write_text("/vdr search falcon\n/vdr export no-such-room\n/vdr help\n")
+def test_demo_with_an_s3_bucket_exports_to_disk_and_s3(tmp_path: Path, s3_env: str) -> None:
+    import boto3
 
-    done = run_demo(tmp_path, demo_env(redis_url), "--script", str(script))
+    script = tmp_path / "both.vdr"
+    script.write_text("/vdr export falcon\ncheck Confirm\nsubmit\nwait\nexpect Succeeded\n")
 
-    assert done.returncode == 1
-    assert "✗ line 2 failed" in done.stdout and "No room matches" in done.stdout
+    done = run_demo(tmp_path, demo_env(None), "--redis", "fake", "--s3-bucket", s3_env,
+                    "--script", str(script))
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Amazon S3" in done.stdout  # offered, and ticked by default
+    listed = boto3.client("s3").list_objects_v2(Bucket=s3_env, Prefix="vdr-demo/")
+    keys = [item["Key"] for item in listed.get("Contents", [])]
+    assert len(keys) == 120 + 1 and any(key.endswith("/manifest.jsonl") for key in keys)
+    [exported] = (tmp_path / "exports").iterdir()
+    assert len([p for p in exported.rglob("*") if p.is_file()]) == 120 + 1
 
 
 def children_of(pid: int) -> dict[int, str]:
@@ -126,6 +134,14 @@ def children_of(pid: int) -> dict[int, str]:
         name, _, rest = stat.rpartition(")")
         if int(rest.split()[1]) == pid:
             found[int(entry.name)] = name.split("(", 1)[1]
+    return found
+
+
+def descendants_of(pid: int) -> dict[int, str]:
+    """Children, grandchildren ... of `pid` (RQ's worker forks its scheduler, for one)."""
+    found = children_of(pid)
+    for child in list(found):
+        found.update(descendants_of(child))
     return found
 
 
@@ -150,8 +166,9 @@ def test_ctrl_c_stops_the_demo_and_every_process_it_started(tmp_path: Path) -> N
         for line in demo.stdout:
             if "sleep 60" in line:
                 break
-        children = children_of(demo.pid)
-        assert sorted(children.values()) == ["redis-server", "vdr"], children
+        assert sorted(children_of(demo.pid).values()) == ["redis-server", "vdr"]
+        children = descendants_of(demo.pid)
+        assert (tmp_path / ".vdr-demo" / "redis.log").is_file()  # the demo's own redis-server
 
         demo.send_signal(signal.SIGINT)
         started = time.monotonic()
@@ -164,3 +181,47 @@ def test_ctrl_c_stops_the_demo_and_every_process_it_started(tmp_path: Path) -> N
     assert code == 130
     assert stopped_s < 15
     assert not [pid for pid in children if alive(pid)]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs prctl and /proc")
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
+def test_children_die_with_the_demo_even_when_it_is_killed(tmp_path: Path) -> None:
+    script = tmp_path / "idle.vdr"
+    script.write_text("sleep 60\n")
+    demo = subprocess.Popen([str(VDR), "demo", "--redis", "server", "--script", str(script)],
+                            cwd=tmp_path, env=demo_env(None), text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert demo.stdout is not None
+    for line in demo.stdout:
+        if "sleep 60" in line:
+            break
+    assert len(children_of(demo.pid)) == 2
+    children = descendants_of(demo.pid)
+
+    demo.kill()
+    demo.wait(timeout=10)
+    deadline = time.monotonic() + 15
+    while [pid for pid in children if alive(pid)] and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+    assert not [pid for pid in children if alive(pid)]
+
+
+def test_vdr_console_reads_a_script_from_standard_input(tmp_path: Path, redis_url: str,
+                                                        make_proxy: Any) -> None:
+    from proxy import RoomSpec, SyntheticBackend
+
+    proxy = make_proxy(SyntheticBackend(seed=5, rooms=0, specs=[RoomSpec("Project Osprey",
+                                                                         files=3)]))
+    env = demo_env(redis_url)
+    env.update(VDR_API_URL=proxy.url, DATABASE_URL=f"sqlite:///{tmp_path / 'console.db'}")
+    lines = "/vdr search osprey\nexpect Project Osprey\n/vdr show no-such-room\n/vdr help\n"
+
+    done = subprocess.run([str(VDR), "console", "--grant-roles", "--as", "cleo"], input=lines,
+                          cwd=tmp_path, env=env, text=True, capture_output=True, timeout=50)
+
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "cleo #deal-ops › /vdr search osprey" in done.stdout
+    assert "✓ saw “Project Osprey”" in done.stdout
+    assert "✗ line 3 failed: the app answered: ⚠ No room matches" in done.stdout
+    assert "/vdr help [command]" not in done.stdout
