@@ -31,6 +31,7 @@ RESPONSE_URL_TTL_S = 30 * 60
 class _Handler(BaseHTTPRequestHandler):
     server: FakeSlackHttpServer
     protocol_version = "HTTP/1.1"
+    received_at = 0.0
 
     def log_message(self, format: str, *args: Any) -> None:
         logger.debug("%s " + format, self.address_string(), *args)
@@ -42,6 +43,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._route()
 
     def _route(self) -> None:
+        self.received_at = time.time()
         path = urlsplit(self.path).path
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         kind, _, rest = path.strip("/").partition("/")
@@ -51,7 +53,7 @@ class _Handler(BaseHTTPRequestHandler):
             status, text = self.server.api.receive_upload(rest, body)
             outcome = {"ok": status == 200, "error": None if status == 200 else text}
             self.server.store.record("(upload)", {"file_id": rest, "bytes": len(body)}, status,
-                                     outcome)
+                                     outcome, self.received_at)
             self._send(status, text.encode(), "text/plain")
         elif kind == "respond":
             self._respond(rest, body)
@@ -118,13 +120,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(400, b"invalid_payload", "text/plain")
             return
         status, text = self.server.post_to_response_url(token, payload)
-        self.server.store.record("(response_url)", payload, status,
-                                 {"ok": status == 200, "error": None if status == 200 else text})
+        outcome = {"ok": status == 200, "error": None if status == 200 else text}
+        self.server.store.record("(response_url)", payload, status, outcome, self.received_at)
         self._send(status, text.encode(), "text/plain")
 
     def _answer(self, method: str, params: dict[str, Any], status: int, answer: dict[str, Any],
                 headers: dict[str, str] | None = None) -> None:
-        self.server.store.record(method, params, status, answer)
+        self.server.store.record(method, params, status, answer, self.received_at)
         self._send(status, json.dumps(answer).encode(), "application/json", headers)
 
     def _send(self, status: int, body: bytes, content_type: str,

@@ -130,6 +130,7 @@ class Call:
     ok: bool
     error: str | None
     at: float
+    """When the request arrived (epoch seconds), before any injected delay."""
 
 
 @dataclass
@@ -204,8 +205,10 @@ class Store:
                 queue.pop(0)
             return fault
 
-    def record(self, method: str, params: dict[str, Any], status: int,
-               body: dict[str, Any]) -> None:
-        call = Call(method, params, status, bool(body.get("ok")), body.get("error"), time.time())
+    def record(self, method: str, params: dict[str, Any], status: int, body: dict[str, Any],
+               at: float | None = None) -> None:
+        """Remember one answered request; `at` is when it arrived (default: now)."""
+        call = Call(method, params, status, bool(body.get("ok")), body.get("error"),
+                    time.time() if at is None else at)
         with self.lock:
             self.calls.append(call)

@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,6 +30,8 @@ from tests.fixtures.slack import CHANNEL, OPERATOR, grant_roles, serve_bot
 from vdr_client import VdrClient
 
 EDIT_INTERVAL_S = 1.0
+JITTER_S = 0.1
+"""Edits are spaced when the watcher sends them; they may arrive this much closer (loaded CI)."""
 ROOM = RoomSpec("Project Falcon", files=400, file_size=6000, folders=8, depth=2)
 SMALL_ROOM = RoomSpec("Project Heron", files=60, file_size=2000, folders=3, depth=1)
 
@@ -49,16 +50,26 @@ def proxy_url(make_proxy: Callable[..., Any]) -> str:
     return str(make_proxy(backend, faults=faults).url)
 
 
-def run_worker(redis_url: str, database_url: str, proxy_url: str) -> None:
-    """`vdr worker --burst` in its own process, configured only by its environment."""
+@contextmanager
+def worker(redis_url: str, database_url: str, proxy_url: str) -> Iterator[None]:
+    """`vdr worker` in its own process, configured only by its environment; stopped after."""
     env = dict(os.environ, REDIS_URL=redis_url, DATABASE_URL=database_url,
                VDR_API_URL=proxy_url, VDR_EXPORT_PROGRESS_INTERVAL_S="0.05",
                VDR_EXPORT_SHARD_MAX_FILES="150", VDR_EXPORT_CONCURRENCY="4",
                VDR_EXPORT_FSYNC="false")
     vdr = Path(sys.executable).with_name("vdr")
-    command = [str(vdr), "worker", "--burst", "--simple", "--no-scheduler"]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
-    assert done.returncode == 0, done.stderr[-3000:]
+    process = subprocess.Popen([str(vdr), "worker", "--simple", "--no-scheduler"], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        yield
+    finally:
+        process.terminate()
+        try:
+            output, _ = process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            output, _ = process.communicate()
+        assert "Traceback" not in output, output[-3000:]
 
 
 @contextmanager
@@ -84,10 +95,10 @@ def test_slack_export_runs_in_a_worker_and_reports_in_its_thread(
 
     with slack_with_watcher(fake_slack, redis, sqlite_engine, vdr) as deps:
         job = submit_export(fake_slack, deps, room.name, s3=True)
-        run_worker(redis_url, sqlite_url, proxy_url)
-        report_message = fake_slack.wait_for(
-            lambda: report_in_thread(fake_slack, job.origin["ts"]), timeout_s=60,
-            what="report in the thread")
+        with worker(redis_url, sqlite_url, proxy_url):
+            report_message = fake_slack.wait_for(
+                lambda: report_in_thread(fake_slack, job.origin["ts"]), timeout_s=60,
+                what="report in the thread")
         manifest_message = fake_slack.wait_for(
             lambda: [m for m in fake_slack.thread(CHANNEL, job.origin["ts"]) if m.files],
             what="manifest upload")[0]
@@ -104,6 +115,7 @@ def test_slack_export_runs_in_a_worker_and_reports_in_its_thread(
     assert fake_slack.failed_calls() == []
 
 
+@pytest.mark.slow
 def test_slack_throttling_the_thread_never_holds_the_job_back(
         fake_slack: FakeSlack, redis: Redis, redis_url: str, sqlite_url: str,
         sqlite_engine: Any, proxy_url: str, tmp_path: Path) -> None:
@@ -112,12 +124,10 @@ def test_slack_throttling_the_thread_never_holds_the_job_back(
 
     with slack_with_watcher(fake_slack, redis, sqlite_engine, vdr) as deps:
         job = submit_export(fake_slack, deps, SMALL_ROOM.name, s3=False)
-        fake_slack.throttle("chat.update", times=3, retry_after_s=3)
-        started = time.monotonic()
-        run_worker(redis_url, sqlite_url, proxy_url)
-        worker_s = time.monotonic() - started
-        fake_slack.wait_for(lambda: report_in_thread(fake_slack, job.origin["ts"]),
-                            timeout_s=60, what="report in the thread")
+        fake_slack.throttle("chat.update", times=3, retry_after_s=2)
+        with worker(redis_url, sqlite_url, proxy_url):
+            fake_slack.wait_for(lambda: report_in_thread(fake_slack, job.origin["ts"]),
+                                timeout_s=60, what="report in the thread")
 
     report = get_report(sqlite_engine, job.id)
     assert report is not None and report.state == "succeeded"
@@ -125,9 +135,8 @@ def test_slack_throttling_the_thread_never_holds_the_job_back(
     edits = [c for c in fake_slack.calls("chat.update") if c.params.get("ts") == ts]
     # The bot's own "queued" edit, then the watcher's first edit waits out three 429s.
     assert [c.status for c in edits[:5]] == [200, 429, 429, 429, 200]
-    assert edits[4].at - edits[1].at >= 9.0
+    assert edits[4].at - edits[1].at >= 6.0
     assert report.finished_at.timestamp() < edits[4].at  # the job did not wait for Slack
-    assert worker_s < edits[4].at - edits[1].at
     assert "*Succeeded*" in str(fake_slack.message(CHANNEL, ts).blocks)  # type: ignore[union-attr]
 
 
@@ -198,4 +207,4 @@ def check_throttled_edits(slack: FakeSlack, ts: str) -> None:
     watcher_edits = edits[1:-1]  # the last one is the final state, drawn at once
     assert len(watcher_edits) >= 2, f"only {len(edits)} edits: the job ran too briefly"
     gaps = [b.at - a.at for a, b in zip(watcher_edits, watcher_edits[1:], strict=False)]
-    assert all(gap >= EDIT_INTERVAL_S - 0.05 for gap in gaps), gaps
+    assert all(gap >= EDIT_INTERVAL_S - JITTER_S for gap in gaps), gaps

@@ -22,6 +22,8 @@ from tests.fixtures.slack import CHANNEL, OPERATOR, bot_settings
 from vdr_client import VdrClient
 
 INTERVAL_S = 0.5
+JITTER_S = 0.1
+"""Edits are spaced when the watcher sends them; they may arrive this much closer (loaded CI)."""
 
 
 @pytest.fixture
@@ -99,7 +101,7 @@ def test_a_storm_of_progress_events_gives_spaced_edits(fake_slack: FakeSlack, de
     edits = edits_of(fake_slack, job)
     gaps = [b.at - a.at for a, b in zip(edits, edits[1:], strict=False)]
     assert 3 <= len(edits) <= 7
-    assert all(gap >= INTERVAL_S - 0.02 for gap in gaps), gaps
+    assert all(gap >= INTERVAL_S - JITTER_S for gap in gaps), gaps
 
 
 def test_retries_and_failures_are_summed_up_in_the_thread(fake_slack: FakeSlack, deps: Deps,
@@ -167,5 +169,5 @@ def test_two_bot_processes_share_events_and_the_edit_interval(
     assert len(consumers) == 2 and all(c["pending"] == 0 for c in consumers)
     progress_edits = edits_of(fake_slack, job)[:-1]
     gaps = [b.at - a.at for a, b in zip(progress_edits, progress_edits[1:], strict=False)]
-    assert len(progress_edits) >= 2 and all(gap >= INTERVAL_S - 0.02 for gap in gaps), gaps
+    assert len(progress_edits) >= 2 and all(gap >= INTERVAL_S - JITTER_S for gap in gaps), gaps
     assert sum(t.startswith("Export of") for t in thread_texts(fake_slack, job)) == 1
