@@ -74,7 +74,7 @@ class Session:
         self.confirm = confirm
         self.stopped = False
         self._mark = 0
-        self._calls_seen = 0
+        """Where the last line that talked to the app began: `expect` looks from there."""
         self._jobs_since = datetime.now(UTC)
 
     @property
@@ -134,15 +134,15 @@ class Session:
 
     def _talk(self, send: Callable[[], Delivery]) -> Delivery:
         """Send one delivery, draw the app's answer, and fail the line if it went wrong."""
-        self._mark = self.screen.mark()
-        self._calls_seen = len(self.fake.calls())
+        self._mark = mark = self.screen.mark()
+        calls_seen = len(self.fake.calls())
         try:
             delivery = send()
         except DeliveryError as error:
             raise ConsoleError(str(error)) from error
         self._settle(time.monotonic())
         self._check_delivery(delivery)
-        self._check_outcome()
+        self._check_outcome(mark, calls_seen)
         return delivery
 
     def _settle(self, started: float, quiet_s: float | None = None) -> None:
@@ -176,12 +176,13 @@ class Session:
             raise DeliveryFailed(f"the app took {delivery.elapsed_s:.1f}s to acknowledge; "
                                  "Slack would have shown the user an error after 3s")
 
-    def _check_outcome(self) -> None:
-        refused = [c for c in self.fake.calls()[self._calls_seen:] if not c.ok]
+    def _check_outcome(self, mark: int, calls_seen: int) -> None:
+        """Fail when, since `mark` and `calls_seen`, Slack refused a call or the app complained."""
+        refused = [c for c in self.fake.calls()[calls_seen:] if not c.ok]
         if refused:
             call = refused[0]
             raise SlackCallFailed(f"Slack refused the app's {call.method}: {call.error}")
-        complaints = [s.complaint for s in self.screen.since(self._mark) if s.complaint]
+        complaints = [s.complaint for s in self.screen.since(mark) if s.complaint]
         if complaints:
             raise BotComplained(f"the app answered: {complaints[0]}")
 
@@ -344,7 +345,7 @@ class Session:
     def _wait(self, rest: str) -> None:
         """Until no job is queued or running, and each finished job's thread has its report."""
         timeout = _seconds(rest, self.timing.wait_timeout_s)
-        started = time.monotonic()
+        started, mark, calls_seen = time.monotonic(), self.screen.mark(), len(self.fake.calls())
         self.screen.say("… waiting for jobs to finish", "dim")
         while not self._jobs_done():
             self.screen.refresh()
@@ -353,7 +354,7 @@ class Session:
             time.sleep(0.1)
         self._settle(time.monotonic(), quiet_s=max(self.timing.quiet_s, 0.5))
         self._jobs_since = datetime.now(UTC)
-        self._check_outcome()
+        self._check_outcome(mark, calls_seen)
 
     def _jobs_done(self) -> bool:
         from jobs import api as jobs_api

@@ -175,17 +175,26 @@ class Workspace:
         return channel_id
 
     def grant_cast_roles(self) -> None:
-        """Give the cast their roles in the runtime settings (the demo's first step)."""
+        """Add the cast to the runtime settings' role lists (the demo's first step).
+
+        Additive: whoever already holds a role keeps it. An empty viewers list means everyone
+        may view, so the viewer is added only to a list that names people.
+        """
         from jobs.runtime_settings import load_runtime_settings, save_runtime_settings
 
-        ids = {role: [p.user_id for p in CAST if p.role == role]
-               for role in ("admin", "operator", "approver", "viewer")}
         current = load_runtime_settings(self.engine, self.redis)
-        updated = current.model_copy(update={
-            "admins": ids["admin"], "operators": ids["operator"],
-            "approver_group": ids["approver"], "viewers": [],
-        })
-        save_runtime_settings(self.engine, self.redis, updated, actor="vdr console")
+        fields = {"admin": "admins", "operator": "operators", "approver": "approver_group",
+                  "viewer": "viewers"}
+        update: dict[str, list[str]] = {}
+        for role, name in fields.items():
+            held: list[str] = list(getattr(current, name))
+            if role == "viewer" and not held:
+                continue
+            cast = [p.user_id for p in CAST if p.role == role and p.user_id not in held]
+            update[name] = held + cast
+        if any(update[name] != getattr(current, name) for name in update):
+            save_runtime_settings(self.engine, self.redis, current.model_copy(update=update),
+                                  actor="vdr console")
 
 
 class ListenerTracker:

@@ -155,3 +155,30 @@ def test_a_second_console_on_the_same_redis_still_gets_its_app_home(console: Any
     second.session.execute("home")  # the app would drop a repeated event id as a retry
 
     assert "App Home of you" in second.transcript()
+
+
+def test_wait_judges_only_what_happens_while_it_waits(console: Any) -> None:
+    rig: ConsoleRig = console(worker=False)
+
+    code = rig.run("try /vdr show no-such-room", "wait", "expect No room matches")
+
+    assert code == 0, rig.transcript()
+
+
+def test_granting_the_cast_roles_keeps_whoever_held_them(console: Any) -> None:
+    from jobs.runtime_settings import load_runtime_settings, save_runtime_settings
+
+    rig: ConsoleRig = console(worker=False)
+    engine, redis = rig.workspace.engine, rig.workspace.redis
+    current = load_runtime_settings(engine, redis)
+    save_runtime_settings(engine, redis, current.model_copy(update={
+        "admins": ["U0REALADM"], "viewers": ["U0REALVIEW"], "operators": []}), actor="test")
+
+    rig.workspace.grant_cast_roles()
+    rig.workspace.grant_cast_roles()
+
+    granted = load_runtime_settings(engine, redis)
+    assert granted.admins == ["U0REALADM", "U0CASTANA"]
+    assert granted.viewers == ["U0REALVIEW", "U0CASTVIC"]
+    assert granted.operators == ["U0CASTBEN"]
+    assert "U0CASTCLEO" in granted.approver_group
