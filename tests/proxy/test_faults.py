@@ -155,12 +155,10 @@ def test_the_openapi_document_is_never_faulted(
 ) -> None:
     server = make_proxy(synthetic_backend(), faults=FaultConfig(p_drop=1.0, latency_ms=500))
     with httpx.Client(base_url=server.url) as http:
-        started = time.perf_counter()
         response = http.get("/openapi.json")
 
     assert response.status_code == 200
-    assert time.perf_counter() - started < 0.4
-    assert server.faults.counts["requests"] == 0
+    assert server.faults.counts["requests"] == 0  # the fault layer never even drew for it
 
 
 def test_latency_delays_every_request(
@@ -172,7 +170,7 @@ def test_latency_delays_every_request(
         http.get("/v1/capabilities")
         elapsed = time.perf_counter() - started
 
-    assert 0.15 <= elapsed < 1.5
+    assert elapsed >= 0.15
 
 
 def test_bandwidth_caps_the_body_rate(
@@ -187,7 +185,7 @@ def test_bandwidth_caps_the_body_rate(
         elapsed = time.perf_counter() - started
 
     assert len(body) == 300_000
-    assert 0.45 <= elapsed < 3
+    assert elapsed >= 0.45  # 300 kB at 600 kB/s
 
 
 def test_switching_faults_off_restores_normal_service(
