@@ -15,6 +15,7 @@ from proxy._app import build_app
 from proxy._faults import FAULTS_ENV, FaultConfig
 from proxy.backends import Backend, DirectoryBackend, RoomSpec, SyntheticBackend
 from proxy.backends._common import parse_size
+from proxy.backends.synthetic import HASH_MAX_BYTES
 from vdr_ops import defaults
 from vdr_ops.settings import get_settings
 
@@ -69,6 +70,7 @@ def _backend(options: dict[str, Any]) -> Backend:
         specs=options["room_specs"],
         hostile_names=options["hostile_names"],
         room_purge=options["room_purge"],
+        hash_max_bytes=options["hash_max_bytes"],
     )
 
 
@@ -121,6 +123,9 @@ def _is_loopback(host: str) -> bool:
     show_default=True,
     help="synthetic: how rooms can be purged.",
 )
+@click.option("--hash-max-bytes", callback=_size, default=str(HASH_MAX_BYTES), show_default=True,
+              help="synthetic: larger files are listed without sha256 (hashing generated "
+              "bytes costs listing time; 0: only empty files keep one).")
 @click.option("--host", default=defaults.PROXY_HOST, show_default=True)
 @click.option("--port", type=int, default=defaults.PROXY_PORT, show_default=True)
 @click.option("--latency-ms", type=click.FloatRange(min=0), help="Fault: delay per request.")

@@ -107,10 +107,14 @@ def test_directory_proxy_serves_the_root_behind_the_token(
 
 
 def test_synthetic_rooms_from_specs(run_proxy: object) -> None:
-    url = run_proxy("--rooms", "0", "--room", "bench:files=7:size=100:folders=0")  # type: ignore[operator]
+    url = run_proxy(  # type: ignore[operator]
+        "--rooms", "0", "--room", "bench:files=7:size=100:folders=0", "--hash-max-bytes", "99"
+    )
     room = httpx.get(f"{url}/v1/rooms").json()["items"][0]
+    items = httpx.get(f"{url}/v1/folders/{room['root_folder_id']}/children").json()["items"]
 
     assert (room["name"], room["file_count"], room["size"]["total_bytes"]) == ("bench", 7, 700)
+    assert [item["hashes"] for item in items] == [{}] * 7  # 100-byte files, over the limit
 
 
 @pytest.mark.parametrize(
