@@ -87,16 +87,28 @@ def demo(root: Path | None, script: IO[str] | None, person: str, redis_mode: str
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         with contextlib.ExitStack() as stack:
-            parts = start(stack, root=root, redis_mode=redis_mode, state_dir=state_dir,
-                          s3=(s3_bucket, s3_prefix), out=out)
-            code = parts.console(script, person)
-    except KeyboardInterrupt:
-        out.print("\nvdr demo: stopped.", style="dim")
+            code = _run(stack, out, root=root, redis_mode=redis_mode, state_dir=state_dir,
+                        s3=(s3_bucket, s3_prefix), script=script, person=person)
+    except KeyboardInterrupt:  # a second Ctrl-C while stopping: the children die with us
         code = 130
+    out.print("vdr demo: stopped.", style="dim")
+    sys.exit(code)
+
+
+def _run(stack: contextlib.ExitStack, out: Console, *, root: Path | None, redis_mode: str,
+         state_dir: Path, s3: tuple[str | None, str], script: IO[str] | None,
+         person: str) -> int:
+    """Start everything, hand over to the console; the exit status. `stack` stops it all."""
+    try:
+        parts = start(stack, root=root, redis_mode=redis_mode, state_dir=state_dir, s3=s3,
+                      out=out)
+        return parts.console(script, person)
+    except KeyboardInterrupt:
+        out.print("\nvdr demo: stopping…", style="dim")
+        return 130
     except DemoError as error:
         out.print(f"vdr demo: {error}", style="bold red")
-        code = 2
-    sys.exit(code)
+        return 2
 
 
 class DemoError(Exception):

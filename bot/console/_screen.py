@@ -16,6 +16,7 @@ from typing import Any
 
 from rich.console import Console, RenderableType
 from rich.emoji import Emoji
+from rich.padding import Padding
 from rich.text import Text
 
 from bot.console._controls import Controls, Place
@@ -116,8 +117,6 @@ class Screen:
         files = [self._file_line(file_id) for file_id in message.files]
         drawing = self.renderer.message(heading, message.text, message.blocks, place, files)
         if message.thread_ts and message.thread_ts != message.ts:
-            from rich.padding import Padding
-
             drawing = Padding(drawing, (0, 0, 0, 4), expand=False)
         self._print(drawing, complaint_of(message.text, message.blocks))
 
