@@ -100,7 +100,7 @@ def test_a_storm_of_progress_events_gives_spaced_edits(fake_slack: FakeSlack, de
 
     edits = edits_of(fake_slack, job)
     gaps = [b.at - a.at for a, b in zip(edits, edits[1:], strict=False)]
-    assert 3 <= len(edits) <= 7
+    assert len(edits) >= 3
     assert all(gap >= INTERVAL_S - JITTER_S for gap in gaps), gaps
 
 
@@ -148,8 +148,9 @@ def test_a_refused_report_is_posted_on_a_later_try(fake_slack: FakeSlack, deps: 
     finish(deps, job)
     texts = wait_for_report(fake_slack, job)
     assert sum(t.startswith("Export of") for t in texts) == 1
-    assert [c.error for c in fake_slack.calls("chat.postMessage")][-3:-1] == [
-        "service_unavailable", None]
+    posts = [(c.error, c.params.get("text", "")) for c in fake_slack.calls("chat.postMessage")]
+    refused = [text for error, text in posts if error]
+    assert refused == ["Export of Project Kite: succeeded"], posts
 
 
 def test_two_bot_processes_share_events_and_the_edit_interval(
