@@ -104,9 +104,10 @@ def search_page(
     offset = 0
     if cursor:
         payload = decode_cursor(cursor)
-        if payload.get("q") != fingerprint or not isinstance(payload.get("o"), int):
+        position = payload.get("o")
+        if payload.get("q") != fingerprint or not isinstance(position, int) or position < 0:
             raise InvalidRequest("cursor belongs to a different search")
-        offset = payload["o"]
+        offset = position
 
     now = utcnow()
     matching = [room for room in rooms if _matches(room, query, now)]

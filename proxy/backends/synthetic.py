@@ -395,9 +395,15 @@ class _NamedTree(_Tree):
 _KIND_PREFIX = {0: "r", 1: "d", 2: "f"}
 
 
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
 def _varints(numbers: Sequence[int]) -> bytes:
     out = bytearray()
     for number in numbers:
+        if number < 0:
+            raise ValueError("ids hold no negative numbers")
         while True:
             low, number = number & 0x7F, number >> 7
             out.append(low | (0x80 if number else 0))
@@ -766,7 +772,7 @@ class SyntheticBackend(Backend):
         offset = 0
         if cursor:
             payload = decode_cursor(cursor)
-            if payload.get("f") != folder_id or not isinstance(payload.get("o"), int):
+            if payload.get("f") != folder_id or not _is_count(payload.get("o")):
                 raise InvalidRequest("cursor belongs to a different folder")
             offset = payload["o"]
 

@@ -360,3 +360,23 @@ def test_wrong_method_is_405_with_allow(http: httpx.Client) -> None:
     assert response.headers["allow"] == "POST"
     allow = http.delete(f"/v1/rooms/{room['id']}").headers["allow"]
     assert sorted(allow.split(", ")) == ["GET", "HEAD"]
+
+
+def test_forged_cursors_with_bad_positions_are_400(http: httpx.Client) -> None:
+    # The cursor's checksum key is in the source, so anyone can mint a well-formed cursor:
+    # what it says must still be checked (a negative offset once meant an endless loop).
+    from proxy.backends._common import encode_cursor
+
+    room = first_room(http)
+    folder = room["root_folder_id"]
+    for payload in (
+        {"f": folder, "o": -5},
+        {"f": folder, "o": "1"},
+        {"f": folder, "o": None},
+        {"f": folder, "r": "x", "n": "zz"},
+        {"q": "0", "o": -1},
+    ):
+        cursor = encode_cursor(payload)
+        response = http.get(f"/v1/folders/{folder}/children", params={"cursor": cursor})
+        assert_error(response, 400, "bad_request")
+        assert_error(http.get("/v1/rooms", params={"cursor": cursor}), 400)
