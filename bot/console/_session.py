@@ -343,7 +343,11 @@ class Session:
     # -- waiting and checking --------------------------------------------------------------------
 
     def _wait(self, rest: str) -> None:
-        """Until no job is queued or running, and each finished job's thread has its report."""
+        """Until no job started here is queued or running, and each one's report is posted.
+
+        Jobs whose messages are not in this workspace (queued from the command line, or by an
+        earlier console whose worker resumes them) are not waited for: nobody here sees them.
+        """
         timeout = _seconds(rest, self.timing.wait_timeout_s)
         started, mark, calls_seen = time.monotonic(), self.screen.mark(), len(self.fake.calls())
         self.screen.say("… waiting for jobs to finish", "dim")
@@ -360,17 +364,26 @@ class Session:
         from jobs import api as jobs_api
 
         engine = self.workspace.engine
-        if jobs_api.list_jobs(engine=engine, active_only=True, limit=1):
+        active = jobs_api.list_jobs(engine=engine, active_only=True, limit=100)
+        if any(self._job_message(job) for job in active):
             return False
         recent = jobs_api.list_jobs(engine=engine, active_only=False, limit=50)
         return all(self._report_posted(job) for job in recent
                    if job.finished_at is not None and job.finished_at >= self._jobs_since)
 
-    def _report_posted(self, job: Any) -> bool:
+    def _job_message(self, job: Any) -> tuple[str, str] | None:
+        """(channel, ts) of the job's message when it is in this workspace."""
         origin = job.origin or {}
-        if not origin.get("channel") or not origin.get("ts"):
+        channel, ts = str(origin.get("channel") or ""), str(origin.get("ts") or "")
+        if channel and ts and self.fake.message(channel, ts) is not None:
+            return channel, ts
+        return None
+
+    def _report_posted(self, job: Any) -> bool:
+        where = self._job_message(job)
+        if where is None:
             return True
-        channel, ts = str(origin["channel"]), str(origin["ts"])
+        channel, ts = where
         message = self.fake.message(channel, ts)
         root = (message.thread_ts if message else None) or ts  # a job may live in a thread
         finished = job.finished_at.timestamp()

@@ -58,7 +58,7 @@ def console_env(redis_conn: Any, sqlite_url: str, sqlite_engine: Any, tmp_path: 
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("VDR_API_TOKEN", raising=False)
     get_settings.cache_clear()
-    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None)
     yield {"proxy": proxy, "settings": settings, "export_root": export_root,
            "redis": redis_conn, "engine": sqlite_engine}
     get_settings.cache_clear()

@@ -182,3 +182,17 @@ def test_granting_the_cast_roles_keeps_whoever_held_them(console: Any) -> None:
     assert granted.viewers == ["U0REALVIEW", "U0CASTVIC"]
     assert granted.operators == ["U0CASTBEN"]
     assert "U0CASTCLEO" in granted.approver_group
+
+
+def test_wait_ignores_jobs_nobody_here_started(console: Any) -> None:
+    from jobs import api as jobs_api
+
+    rig: ConsoleRig = console(worker=False)
+    elsewhere = jobs_api.enqueue_export(room_ref="falcon", requested_by="cli",
+                                        redis=rig.workspace.redis, engine=rig.workspace.engine,
+                                        client=rig.vdr)
+
+    rig.session.execute("wait 3")  # no worker runs: that job stays queued
+
+    job = jobs_api.get_job(elsewhere.id, engine=rig.workspace.engine)
+    assert job is not None and job.state == "queued"
