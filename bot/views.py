@@ -611,11 +611,6 @@ def modal_of(payload: Message, title: str = "vdr-ops") -> View:
             "close": plain("Close"), "blocks": payload["blocks"][: blockkit.VIEW_BLOCKS_MAX]}
 
 
-def is_within_limits(payload: Message) -> bool:
-    """True when a message payload passes every Block Kit limit (a guard for callers' tests)."""
-    return not blockkit.message_problems(payload.get("text"), payload.get("blocks"))
-
-
 def metadata(view: dict[str, Any]) -> dict[str, Any]:
     """The private_metadata a builder stored in a view, decoded."""
     try:
