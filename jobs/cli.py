@@ -14,6 +14,7 @@ import threading
 from typing import Any
 
 import click
+from rich import box
 from rich.console import Console
 from rich.filesize import decimal as human_size
 from rich.markup import escape
@@ -174,11 +175,15 @@ def reports(room: str | None, limit: int, as_json: bool) -> None:
         for item in found:
             click.echo(item.model_dump_json())
         return
-    table = Table("report", "job", "room", "state", "files", "size", "retries", "finished")
+    table = Table(box=box.SIMPLE_HEAD)
+    table.add_column("report", no_wrap=True, min_width=12)  # copied into `vdr report ID`
+    table.add_column("room", ratio=1)
+    for name in ("state", "files", "size", "finished (UTC)"):
+        table.add_column(name, no_wrap=True)
     for item in found:
-        table.add_row(item.id, item.job_id, escape(item.room_name), _state(item.state),
+        table.add_row(item.id, escape(item.room_name), _state(item.state),
                       f"{item.files_done}/{item.files_total}", human_size(item.bytes_done),
-                      str(item.retries), f"{item.finished_at:%Y-%m-%d %H:%M}")
+                      f"{item.finished_at:%Y-%m-%d %H:%M}")
     _console().print(table if found else "no reports yet")
 
 
