@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Any
 
 from redis import Redis
 from redis.exceptions import RedisError
@@ -43,6 +44,34 @@ class Reaper(threading.Thread):
         self.redis.close()
 
 
+class _QuickPubSub:
+    """RQ listens for commands (stop a job, shut down) on a pub/sub channel in a thread that
+    wakes every 60 s; closing it at shutdown waits for that wake-up, so a stopped worker hung
+    for up to a minute. The same listener, woken every second, stops at once."""
+
+    pubsub: Any
+    pubsub_thread: Any
+    connection: Redis
+    pubsub_channel_name: str
+    handle_payload: Any
+    _pubsub_exception_handler: Any
+
+    def subscribe(self) -> None:
+        self.pubsub = self.connection.pubsub()
+        self.pubsub.subscribe(**{self.pubsub_channel_name: self.handle_payload})
+        self.pubsub_thread = self.pubsub.run_in_thread(
+            sleep_time=1, daemon=True, exception_handler=self._pubsub_exception_handler
+        )
+
+
+class ForkingWorker(_QuickPubSub, Worker):
+    """RQ's worker (each job in a forked work horse) that stops promptly."""
+
+
+class InProcessWorker(_QuickPubSub, SimpleWorker):
+    """RQ's worker running jobs in its own process, that stops promptly."""
+
+
 def reap_once(redis: Redis) -> list[str]:
     """One pass of the reaper; Redis trouble is logged, never fatal to the worker."""
     try:
@@ -69,7 +98,7 @@ def run_worker(
     redis = Redis.from_url(redis_url)
     warm_up_s3()  # work horses fork from here and inherit the loaded service models
     reap_once(redis)
-    worker_class = SimpleWorker if simple else Worker
+    worker_class = InProcessWorker if simple else ForkingWorker
     worker = worker_class([Queue(q, connection=redis) for q in queues], connection=redis, name=name)
     reaper = None if burst else Reaper(redis_url, reap_interval_s)
     if reaper is not None:
