@@ -68,21 +68,29 @@ _LIBC = ctypes.CDLL(None) if sys.platform == "linux" else None
               help="Serve the sub-folders of this folder as rooms (real files; the directory "
                    "backend keeps its state in PATH/.vdr/). Default: a synthetic set.")
 @click.option("--script", type=click.File("r", encoding="utf-8"), default=None,
-              help="Run the console lines of FILE ('-': standard input) and exit; the exit "
-                   "status is 1 when a line fails.")
-@click.option("--as", "person", default="ben", show_default=True,
+              metavar="FILE", help="Run the console lines of FILE ('-': standard input) "
+                                   "and exit; the exit status is 1 when a line fails.")
+@click.option("--as", "person", default="ben", show_default=True, metavar="NAME",
               help="Who types first: ana (admin), ben (operator), cleo (approver), vic (viewer).")
 @click.option("--redis", "redis_mode", default="auto", show_default=True,
               type=click.Choice(["auto", "url", "server", "fake"]),
               help="Which Redis: auto tries REDIS_URL, then a redis-server of our own, then "
                    "fakeredis.")
-@click.option("--s3-bucket", default=None, help="Also offer S3 as a destination (this bucket).")
-@click.option("--s3-prefix", default="vdr-demo", show_default=True)
+@click.option("--s3-bucket", default=None, metavar="BUCKET",
+              help="Also offer S3 as a destination: this bucket, reached by boto3's own "
+                   "settings (AWS_PROFILE, AWS_ENDPOINT_URL_S3, ...).")
+@click.option("--s3-prefix", default="vdr-demo", show_default=True, metavar="PREFIX",
+              help="Key prefix of exports in the bucket.")
 @click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path),
               default=Path(STATE_DIR), show_default=True, help="The demo's own folder.")
 def demo(root: Path | None, script: IO[str] | None, person: str, redis_mode: str,
          s3_bucket: str | None, s3_prefix: str, state_dir: Path) -> None:
-    """Run proxy, worker and console together, with embedded defaults."""
+    """Run proxy, worker and console together, with embedded defaults.
+
+    Rooms are synthetic unless --root names a folder of folders; SQLite lives in .vdr-demo/;
+    Redis is the one at REDIS_URL, else a redis-server started here, else fakeredis; exports
+    go to EXPORT_ROOT (./exports). Ctrl-C stops everything.
+    """
     out = Console(highlight=False)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:

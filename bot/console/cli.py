@@ -26,16 +26,21 @@ REFRESH_S = 0.3
 
 @click.command()
 @click.option("--script", "script", type=click.File("r", encoding="utf-8"), default=None,
-              help="Run the lines of FILE ('-': standard input) and exit; the exit status is "
-                   "1 when a line fails.")
-@click.option("--as", "person", default=DEFAULT_PERSON, show_default=True,
+              metavar="FILE", help="Run the lines of FILE ('-': standard input) and exit; "
+                                   "the exit status is 1 when a line fails.")
+@click.option("--as", "person", default=DEFAULT_PERSON, show_default=True, metavar="NAME",
               help=f"Who types first: {', '.join(p.name for p in CAST)}.")
-@click.option("--channel", default=CHANNEL_NAME, show_default=True)
+@click.option("--channel", default=CHANNEL_NAME, show_default=True, metavar="NAME",
+              help="The channel to type into (made up on the spot).")
 @click.option("--grant-roles", is_flag=True,
-              help="First give the console's people their roles in the runtime settings "
-                   "(ana admin, ben operator, cleo approver, vic viewer).")
+              help="First add the console's people to the runtime settings' roles (ana admin, "
+                   "ben operator, cleo approver, vic viewer); whoever holds a role keeps it.")
 def console(script: IO[str] | None, person: str, channel: str, grant_roles: bool) -> None:
-    """A terminal chat with the Slack app: type /vdr commands, press buttons by number."""
+    """A terminal chat with the Slack app: type /vdr commands, press buttons by number.
+
+    The app runs here against a fake Slack workspace and the proxy, Redis and database the
+    environment names; jobs need a `vdr worker` on that Redis (`vdr demo` starts one).
+    """
     from redis import Redis
 
     from jobs.store import get_engine
