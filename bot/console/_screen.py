@@ -31,10 +31,12 @@ COMPLAINT_MARKS = (":warning:", ":x:", ":lock:")
 
 @dataclass
 class Shown:
-    """One drawing: its plain text, and the complaint it carries, if any."""
+    """One drawing: its plain text, the complaint it carries, and whether the app drew it."""
 
     text: str
     complaint: str | None = None
+    from_app: bool = True
+    """False for the console's own lines (echoed input, notes), which `expect` must not see."""
 
 
 @dataclass
@@ -186,15 +188,16 @@ class Screen:
 
     def say(self, text: str | Text, style: str = "") -> None:
         """A line of the console's own (not the app's)."""
-        self._print(Text(text, style=style) if isinstance(text, str) else text)
+        self._print(Text(text, style=style) if isinstance(text, str) else text, from_app=False)
 
-    def _print(self, drawing: RenderableType, complaint: str | None = None) -> None:
+    def _print(self, drawing: RenderableType, complaint: str | None = None, *,
+               from_app: bool = True) -> None:
         with self.lock:
             if self.at_prompt:
                 self.out.print()
                 self.at_prompt = False
             self.out.print(drawing)
-            self._log.append(Shown(_plain(drawing, self.out.width), complaint))
+            self._log.append(Shown(_plain(drawing, self.out.width), complaint, from_app))
 
 
 def complaint_of(text: str, blocks: list[dict[str, Any]]) -> str | None:

@@ -315,7 +315,7 @@ class Session:
         if home is None:
             raise ConsoleError("the app published no App Home for this person")
         already = self.screen.since(self._mark)
-        if not any("App Home of" in shown.text for shown in already):
+        if not any("App Home of" in shown.text for shown in already if shown.from_app):
             self.screen.draw_view(home)
 
     def _as(self, rest: str) -> None:
@@ -397,7 +397,7 @@ class Session:
         deadline = time.monotonic() + self.timing.expect_timeout_s
         while True:
             self.screen.refresh()
-            shown = " ".join(fold(s.text) for s in self.screen.since(self._mark))
+            shown = " ".join(fold(s.text) for s in self.screen.since(self._mark) if s.from_app)
             if wanted in shown:
                 self.screen.say(f"✓ saw “{rest}”", "green")
                 return

@@ -106,6 +106,16 @@ def test_expect_waits_a_little_then_fails(console: Any) -> None:
         rig.session.execute("expect Succeeded")
 
 
+def test_expect_in_a_script_does_not_see_the_script_itself(console: Any) -> None:
+    rig: ConsoleRig = console(worker=False)
+    rig.session.timing.expect_timeout_s = 0.5
+
+    code = rig.run("/vdr jobs", "expect Succeeded")  # the echoed line says "Succeeded"
+
+    assert code == 1
+    assert "✗ line 2 failed: “Succeeded” did not show up" in rig.transcript()
+
+
 def test_as_switches_the_acting_person_and_their_role_counts(console: Any) -> None:
     rig: ConsoleRig = console(worker=False)
 
