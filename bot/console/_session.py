@@ -427,8 +427,17 @@ class Session:
 
 
 def _split_within(rest: str) -> tuple[str, str | None]:
-    """`Export… in Falcon` → ("Export…", "Falcon")."""
-    head, sep, tail = rest.rpartition(" in ")
+    """`Export… in Falcon` → ("Export…", "Falcon"); a quoted label may hold " in " itself."""
+    rest = rest.strip()
+    if rest[:1] in ("'", '"') and rest.find(rest[0], 1) > 0:
+        end = rest.find(rest[0], 1)
+        label, after = rest[1:end], rest[end + 1:].strip()
+        if not after:
+            return label, None
+        if after.startswith("in ") and after[3:].strip():
+            return label, _unquote(after[3:])
+        raise ConsoleError(f"cannot read {rest!r}: only `in TEXT` may follow a quoted label")
+    head, sep, tail = rest.partition(" in ")  # labels are short; the row's text may say "in"
     if sep and head.strip() and tail.strip():
         return _unquote(head), _unquote(tail)
     return _unquote(rest), None

@@ -135,3 +135,16 @@ def test_complaints_are_warnings_errors_and_refusals_only() -> None:
 def test_fold_ignores_case_accents_ellipses_and_quotes() -> None:
     assert fold("  “Export…” ") == fold('"export..."') == 'export...'
     assert fold("Chloé") == "chloe"
+
+
+@pytest.mark.parametrize(("line", "parsed"), [
+    ("Export… in Falcon", ("Export…", "Falcon")),
+    ("Show details", ("Show details", None)),
+    ('"Sign in now"', ("Sign in now", None)),
+    ('"Sign in now" in Falcon II', ("Sign in now", "Falcon II")),
+    ("Export in 'Project in Mind'", ("Export", "Project in Mind")),
+])
+def test_press_reads_a_label_and_the_row_it_is_in(line: str, parsed: tuple[str, Any]) -> None:
+    from bot.console._session import _split_within
+
+    assert _split_within(line) == parsed
