@@ -23,7 +23,7 @@ from jobs import defaults, engine, store
 from jobs.config import EngineConfig
 from jobs.errors import InvalidRequest, JobNotFound
 from jobs.plan import ExportSpec
-from jobs.state import JobState, active_jobs, shard_number, shard_task
+from jobs.state import ACTIVE_JOBS, JobState, active_jobs, shard_number, shard_task
 from vdr_client import BadRequest, NotFound, Unauthorized
 
 __all__ = [
@@ -41,6 +41,9 @@ PERMANENT_ERRORS = (NotFound, Unauthorized, BadRequest, InvalidRequest)
 
 RETRY_INTERVALS_S = [5, 30, 120]
 """RQ waits this long before the 1st, 2nd, 3rd retry of a task that raised."""
+
+REAPER_LOCK = "vdr:reaper"
+"""Held for a moment by the worker whose reaper is looking for abandoned tasks."""
 
 _LIVE = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
 
@@ -113,17 +116,22 @@ def enqueue_task(redis: Redis, spec: ExportSpec, task: str) -> Job:
     return rq_job
 
 
-def requeue_abandoned(redis: Redis) -> list[str]:
+def requeue_abandoned(redis: Redis, *, every_s: float | None = None) -> list[str]:
     """Queue again every task whose worker died; returns "job/task" of each one requeued.
 
     A running task without a lease lost its worker; a queued task without a live RQ job was
     lost between two steps; a job whose shards are all over but has no finalizer gets one.
+    With `every_s`, only one process in that many seconds does the work (a hundred workers
+    need not all look).
     """
+    if every_s and not redis.set(REAPER_LOCK, 1, nx=True, px=int(every_s * 1000)):
+        return []
     requeued = []
     for job_id in active_jobs(redis):
         state = JobState(redis, job_id)
         spec_data = state.load_spec()
         if spec_data is None:
+            redis.srem(ACTIVE_JOBS, job_id)  # its state expired: nothing left to run
             continue
         spec = ExportSpec.model_validate(spec_data)
         for task in _abandoned_tasks(redis, state):

@@ -36,7 +36,7 @@ class Reaper(threading.Thread):
 
     def run(self) -> None:
         while not self._halt.wait(self.interval_s):
-            reap_once(self.redis)
+            reap_once(self.redis, every_s=self.interval_s * 0.8)
 
     def stop(self) -> None:
         self._halt.set()
@@ -72,10 +72,14 @@ class InProcessWorker(_QuickPubSub, SimpleWorker):
     """RQ's worker running jobs in its own process, that stops promptly."""
 
 
-def reap_once(redis: Redis) -> list[str]:
-    """One pass of the reaper; Redis trouble is logged, never fatal to the worker."""
+def reap_once(redis: Redis, *, every_s: float | None = None) -> list[str]:
+    """One pass of the reaper; Redis trouble is logged, never fatal to the worker.
+
+    A worker starting up always looks (`every_s` None); the periodic passes of all workers
+    together look once per `every_s`.
+    """
     try:
-        requeued = requeue_abandoned(redis)
+        requeued = requeue_abandoned(redis, every_s=every_s)
     except RedisError as error:
         log.warning("reaper could not check for abandoned tasks: %s", error)
         return []
