@@ -96,7 +96,7 @@ class Workspace:
         self.app = create_app(deps=self.deps)
         self.listeners.install(self.app)
         self._stack.append(self.listeners.shutdown)
-        server = BotServer(self.app, _free_port()).start()
+        server = _serve(BotServer, self.app)
         self._stack.append(server.stop)
         self.fake.request_url = server.url
         if self.watch_jobs:
@@ -273,6 +273,16 @@ def _bot_settings(base: Settings, fake: FakeSlack) -> Settings:
         "slack_api_url": fake.api_url,
         "slack_app_token": None,
     })
+
+
+def _serve(server_class: Any, app: App, attempts: int = 3) -> Any:
+    """The app served on a free loopback port (another process may take a port first)."""
+    for _ in range(attempts - 1):
+        try:
+            return server_class(app, _free_port()).start()
+        except RuntimeError:
+            log.info("console: the app's port was taken; trying another")
+    return server_class(app, _free_port()).start()
 
 
 def _free_port() -> int:
