@@ -89,6 +89,7 @@ def test_demo_exports_the_python_standard_library_byte_for_byte(tmp_path: Path,
 
 
 def test_demo_without_any_redis_runs_the_first_look_on_fakeredis(tmp_path: Path) -> None:
+    assert "--script examples/first-look.vdr" in (REPO / "scripts" / "demo").read_text()
     env = demo_env(None)
     env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep)
                                   if not (Path(p) / "redis-server").exists())
