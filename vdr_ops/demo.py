@@ -4,9 +4,10 @@ Nothing to set up first; each part takes the first embedded default that works:
 
 - rooms: the sub-folders of `--root PATH` (real files, served by the directory backend), else a
   synthetic set with one small room, "Project Falcon – Closing Set", to export in seconds;
-- SQL: SQLite in `.vdr-demo/` (or DATABASE_URL when set);
-- Redis: the one at REDIS_URL when it answers, else a `redis-server` this demo starts on a
-  free loopback port, else fakeredis inside this process;
+- SQL: SQLite in `.vdr-demo/`, always (DATABASE_URL is not used: the demo grants made-up
+  people roles and rewrites runtime settings);
+- Redis: the one at REDIS_URL when it is on this machine and answers, else a `redis-server`
+  this demo starts on a free loopback port, else fakeredis inside this process;
 - worker: `vdr worker` as a child process on a real Redis, a thread here on fakeredis;
 - destinations: EXPORT_ROOT (`./exports`), plus S3 only when `--s3-bucket` is given (boto3
   finds its endpoint and credentials in its own AWS_* settings).
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import ipaddress
 import logging
 import os
 import shutil
@@ -31,6 +33,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import urlsplit
 
 import click
 from redis import Redis
@@ -74,8 +77,8 @@ _LIBC = ctypes.CDLL(None) if sys.platform == "linux" else None
               help="Who types first: ana (admin), ben (operator), cleo (approver), vic (viewer).")
 @click.option("--redis", "redis_mode", default="auto", show_default=True,
               type=click.Choice(["auto", "url", "server", "fake"]),
-              help="Which Redis: auto tries REDIS_URL, then a redis-server of our own, then "
-                   "fakeredis.")
+              help="Which Redis: auto tries REDIS_URL when it is on this machine, then a "
+                   "redis-server of our own, then fakeredis; url takes REDIS_URL wherever.")
 @click.option("--s3-bucket", default=None, metavar="BUCKET",
               help="Also offer S3 as a destination: this bucket, reached by boto3's own "
                    "settings (AWS_PROFILE, AWS_ENDPOINT_URL_S3, ...).")
@@ -181,8 +184,8 @@ def _configure_environment(state_dir: Path, proxy_url: str) -> None:
     settings = get_settings()
     os.environ["VDR_API_URL"] = proxy_url
     os.environ.pop("VDR_API_TOKEN", None)  # the demo's proxy runs open, on loopback only
-    if "DATABASE_URL" not in os.environ:
-        os.environ["DATABASE_URL"] = f"sqlite:///{(state_dir / 'vdr.db').absolute()}"
+    # Always the demo's own database: it grants made-up people roles and rewrites settings.
+    os.environ["DATABASE_URL"] = f"sqlite:///{(state_dir / 'vdr.db').absolute()}"
     os.environ["EXPORT_ROOT"] = str(Path(settings.export_root).absolute())
     get_settings.cache_clear()
 
@@ -211,7 +214,9 @@ def _redis(stack: contextlib.ExitStack, mode: str,
            state_dir: Path) -> tuple[Redis, str | None, str]:
     """(connection, URL or None for fakeredis, a line saying which)."""
     url = get_settings().redis_url
-    if mode in ("auto", "url") and _answers(url):
+    # auto takes only a Redis on this machine: the demo writes its settings cache and queues
+    # there, which a deployment's Redis elsewhere must not get. `--redis url` takes any.
+    if (mode == "url" or (mode == "auto" and _is_local(url))) and _answers(url):
         return stack.enter_context(Redis.from_url(url)), url, f"Redis at {_safe(url)}"
     if mode == "url":
         raise DemoError(f"no Redis answers at REDIS_URL ({_safe(url)})")
@@ -226,6 +231,18 @@ def _redis(stack: contextlib.ExitStack, mode: str,
     import fakeredis
 
     return fakeredis.FakeRedis(), None, "fakeredis (in this process; nothing kept)"
+
+
+def _is_local(url: str) -> bool:
+    """True for a Redis URL on this machine: a Unix socket or a loopback host."""
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        return True
+    host = parts.hostname or ""
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _answers(url: str) -> bool:

@@ -91,6 +91,7 @@ def test_demo_exports_the_python_standard_library_byte_for_byte(tmp_path: Path,
 def test_demo_without_any_redis_runs_the_first_look_on_fakeredis(tmp_path: Path) -> None:
     assert "--script examples/first-look.vdr" in (REPO / "scripts" / "demo").read_text()
     env = demo_env(None)
+    env["DATABASE_URL"] = f"sqlite:///{tmp_path / 'production.db'}"  # never the demo's
     env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep)
                                   if not (Path(p) / "redis-server").exists())
 
@@ -102,6 +103,19 @@ def test_demo_without_any_redis_runs_the_first_look_on_fakeredis(tmp_path: Path)
     [exported] = (tmp_path / "exports").iterdir()
     assert len([p for p in exported.rglob("*") if p.is_file()]) == 120 + 1  # files, manifest
     assert (tmp_path / ".vdr-demo" / "vdr.db").is_file()
+    assert not (tmp_path / "production.db").exists()
+
+
+@pytest.mark.parametrize(("url", "local"), [
+    ("redis://127.0.0.1:6379/0", True), ("redis://localhost/1", True),
+    ("redis://[::1]:6379", True), ("unix:///run/redis.sock", True),
+    ("redis://:secret@127.0.0.1:6379", True), ("redis://cache.internal:6379", False),
+    ("rediss://10.0.0.5:6380/0", False),
+])
+def test_the_demo_takes_only_a_redis_on_this_machine_by_itself(url: str, local: bool) -> None:
+    from vdr_ops.demo import _is_local
+
+    assert _is_local(url) is local
 
 
 def test_demo_with_an_s3_bucket_exports_to_disk_and_s3(tmp_path: Path, s3_env: str) -> None:
