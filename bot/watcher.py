@@ -236,22 +236,28 @@ class JobWatcher:
                 job.busy = False
 
     def _redraw(self, job: _JobThread, *, throttled: bool) -> None:
-        if throttled and not self._edit_slot(job.job_id):
+        if throttled and self._edited_recently(job.job_id):
             return
-        with self._lock:
-            job.dirty = False
         record = jobs_api.get_job(job.job_id, engine=self.deps.engine)
         if record is None:
             return
         progress = jobs_api.read_progress(job.job_id, redis=self.deps.redis)
+        # The slot is taken only now, with the message ready, so edits leave at the pace
+        # the interval sets rather than at the pace of the reads above.
+        if throttled and not self._edit_slot(job.job_id):
+            return
+        with self._lock:
+            job.dirty = False
         self._slack("chat_update", job, channel=job.channel, ts=job.ts,
                     **views.job_message(record, progress))
 
+    def _edited_recently(self, job_id: str) -> bool:
+        return bool(self.deps.redis.exists(f"vdr:bot:edit:{job_id}"))
+
     def _edit_slot(self, job_id: str) -> bool:
         """True when this job's message may be edited now (once per interval, all processes)."""
-        key = f"vdr:bot:edit:{job_id}"
         interval_ms = max(1, int(self.edit_interval_s * 1000))
-        return bool(self.deps.redis.set(key, b"1", nx=True, px=interval_ms))
+        return bool(self.deps.redis.set(f"vdr:bot:edit:{job_id}", b"1", nx=True, px=interval_ms))
 
     def _post_summaries(self, job: _JobThread, *, force: bool) -> None:
         now = time.monotonic()

@@ -30,7 +30,7 @@ from tests.fixtures.slack import CHANNEL, OPERATOR, grant_roles, serve_bot
 from vdr_client import VdrClient
 
 EDIT_INTERVAL_S = 1.0
-JITTER_S = 0.1
+JITTER_S = 0.15
 """Edits are spaced when the watcher sends them; they may arrive this much closer (loaded CI)."""
 ROOM = RoomSpec("Project Falcon", files=400, file_size=6000, folders=8, depth=2)
 SMALL_ROOM = RoomSpec("Project Heron", files=60, file_size=2000, folders=3, depth=1)
