@@ -299,8 +299,11 @@ class Session:
     def _close(self, rest: str) -> None:
         view = self._open_modal()
         store = self.fake.store
-        # Closing a modal happens in Slack's client; the app hears of it only when it asked
-        # (notify_on_close), which none of its modals do.
+        # Closing a modal happens in Slack's client; Slack tells the app only when the modal
+        # asked (notify_on_close), and the fake has no such delivery.
+        if view.body.get("notify_on_close"):
+            self.screen.say("(this modal asked to hear of its closing; the app is not told here)",
+                            "yellow")
         with store.lock:
             for stacked in store.views.values():
                 if stacked.root_view_id == view.root_view_id:

@@ -148,3 +148,13 @@ def test_press_reads_a_label_and_the_row_it_is_in(line: str, parsed: tuple[str, 
     from bot.console._session import _split_within
 
     assert _split_within(line) == parsed
+
+
+def test_the_public_surface_is_what_it_says() -> None:
+    import bot.console
+
+    assert sorted(bot.console.__all__) == sorted(
+        name for name in vars(bot.console) if not name.startswith("_") and name != "annotations"
+        and not isinstance(vars(bot.console)[name], type(bot.console)))
+    for name in bot.console.__all__:
+        assert getattr(bot.console, name) is not None
