@@ -248,16 +248,35 @@ class JobWatcher:
             return
         with self._lock:
             job.dirty = False
-        self._slack("chat_update", job, channel=job.channel, ts=job.ts,
-                    **views.job_message(record, progress))
+        try:
+            self._slack("chat_update", job, channel=job.channel, ts=job.ts,
+                        **views.job_message(record, progress))
+        finally:
+            if throttled:
+                self._rearm_edit_slot(job.job_id)
 
     def _edited_recently(self, job_id: str) -> bool:
-        return bool(self.deps.redis.exists(f"vdr:bot:edit:{job_id}"))
+        return bool(self.deps.redis.exists(self._edit_key(job_id)))
 
     def _edit_slot(self, job_id: str) -> bool:
         """True when this job's message may be edited now (once per interval, all processes)."""
-        interval_ms = max(1, int(self.edit_interval_s * 1000))
-        return bool(self.deps.redis.set(f"vdr:bot:edit:{job_id}", b"1", nx=True, px=interval_ms))
+        return bool(self.deps.redis.set(self._edit_key(job_id), b"1", nx=True,
+                                        px=self._edit_interval_ms))
+
+    def _rearm_edit_slot(self, job_id: str) -> None:
+        """Count the interval from when Slack has the edit, not from when it left.
+
+        A slow or delayed call would otherwise let the next edit land sooner than one interval
+        after it; re-arming once the call returns keeps the spacing Slack sees exact."""
+        self.deps.redis.set(self._edit_key(job_id), b"1", px=self._edit_interval_ms)
+
+    @staticmethod
+    def _edit_key(job_id: str) -> str:
+        return f"vdr:bot:edit:{job_id}"
+
+    @property
+    def _edit_interval_ms(self) -> int:
+        return max(1, int(self.edit_interval_s * 1000))
 
     def _post_summaries(self, job: _JobThread, *, force: bool) -> None:
         now = time.monotonic()
