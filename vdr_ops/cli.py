@@ -46,3 +46,7 @@ def main(verbose: int) -> None:
     if os.environ.get("VDR_LOG_LEVEL"):
         level = logging.getLevelName(os.environ["VDR_LOG_LEVEL"].upper())
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+if __name__ == "__main__":
+    main()
