@@ -7,11 +7,9 @@ people, each with a role, and one channel make the workspace; more people join w
 
 from __future__ import annotations
 
-import itertools
 import logging
 import socket
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -89,7 +87,6 @@ class Workspace:
 
         self.fake.start()
         self._stack.append(self.fake.stop)
-        _fresh_ids(self.fake)
         self._populate()
         client = self.fake.web_client(retry_handlers=slack_retry_handlers())
         self.deps = Deps(self.settings, client, self.redis, self.engine, self.vdr)
@@ -252,17 +249,6 @@ class _CountingExecutor(ThreadPoolExecutor):
     def _done(self, _future: Future[Any] | None) -> None:
         with self._count_lock:
             self._busy -= 1
-
-
-def _fresh_ids(fake: FakeSlack) -> None:
-    """Start the fake's id counter at the current millisecond.
-
-    The fake numbers event ids from 1 in every instance, and the app drops a delivery whose id
-    it saw within the hour (its dedupe lives in Redis, which outlives a console run), so a
-    second run's App Home visit would be taken for a repeat. Slack's ids never repeat.
-    """
-    if hasattr(fake.store, "_ids"):
-        fake.store._ids = itertools.count(int(time.time() * 1000) % 0xF0000000)
 
 
 def _bot_settings(base: Settings, fake: FakeSlack) -> Settings:

@@ -174,7 +174,9 @@ class Store:
         self.faults: dict[str, list[Fault]] = {}
         self.triggers: dict[str, tuple[float, str]] = {}
         self.response_urls: dict[str, ResponseUrl] = {}
-        self._ids = itertools.count(1)
+        # Slack's ids never repeat, and apps dedupe deliveries by them for an hour in stores
+        # that outlive one fake (Redis): start every instance at the current millisecond.
+        self._ids = itertools.count(int(time.time() * 1000) % 0xF0000000)
         self._last_ts = 0.0
 
     def new_id(self, prefix: str) -> str:
