@@ -41,4 +41,6 @@ def bot(host: str, port: int | None, edit_interval: float | None) -> None:
 
 def _require(value: object, name: str) -> None:
     if value is None:
-        raise click.UsageError(f"{name} is not set; see docs/slack-setup.md for where to find it.")
+        raise click.UsageError(
+            f"{name} is not set; README.md's 'Slack set-up' section says where to find it."
+        )
