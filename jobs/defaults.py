@@ -26,7 +26,7 @@ PART_SIZE = 8 * MiB
 MULTIPART_THRESHOLD = 16 * MiB
 """Files up to this size go to S3 in one PUT; larger ones as multipart uploads."""
 
-PART_UPLOADS_PER_FILE = 4
+PART_UPLOADS_PER_FILE = 8
 """Parts of one file uploaded at once."""
 
 MEMORY_BUDGET = 192 * MiB

@@ -15,6 +15,7 @@ import os
 import re
 import tempfile
 import threading
+from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Executor, Future
 from contextlib import contextmanager
@@ -168,7 +169,8 @@ class S3Destination:
         part_size = self._part_size(size)
         if size <= max(self.multipart_threshold, part_size):
             return size + _CHUNK_SLACK
-        return part_size * (self.parts_in_flight + 2)  # parts in flight, one filling, one joining
+        # parts in flight, one filling, one being cut from it
+        return min(size, part_size * (self.parts_in_flight + 2)) + _CHUNK_SLACK
 
     def verify(self, written_path: str, expected: Expected) -> Verdict:
         try:
@@ -260,7 +262,7 @@ class S3Writer:
         self._key = key
         self._part_size = part_size
         self._threshold = threshold
-        self._buffer: list[bytes] = []
+        self._chunks: deque[bytes] = deque()  # as received: a part is cut by one join
         self._buffered = 0
         self._upload_id: str | None = None
         self._parts: list[Future[dict[str, Any]]] = []
@@ -270,7 +272,7 @@ class S3Writer:
 
     def write(self, chunk: bytes) -> None:
         self._raise_if_failed()
-        self._buffer.append(chunk)
+        self._chunks.append(chunk)
         self._buffered += len(chunk)
         if self._upload_id is None and self._buffered <= self._threshold:
             return
@@ -295,7 +297,8 @@ class S3Writer:
         if self._closed and self._upload_id is None:
             return
         self._closed = True
-        self._buffer.clear()
+        self._chunks.clear()
+        self._buffered = 0
         for part in self._parts:
             part.cancel()
         for part in self._parts:
@@ -306,8 +309,7 @@ class S3Writer:
             self._upload_id = None
 
     def _put_whole(self, sha256_hex: str) -> str:
-        body = b"".join(self._buffer)
-        self._buffer.clear()
+        body = self._take(self._buffered)
         checksum = hex_to_b64(sha256_hex) if sha256_hex else b64_sha256(body)
         with s3_errors(f"store {self._key}"):
             self._client.put_object(
@@ -328,11 +330,19 @@ class S3Writer:
         return composite_checksum([part["ChecksumSHA256"] for part in parts])
 
     def _take(self, size: int) -> bytes:
-        data = b"".join(self._buffer)
-        part, rest = data[:size], data[size:]
-        self._buffer = [rest] if rest else []
-        self._buffered = len(rest)
-        return part
+        """The first `size` buffered bytes, copied once; the rest stays buffered."""
+        taken: list[bytes] = []
+        needed = size
+        while needed and self._chunks:
+            first = self._chunks[0]
+            if len(first) <= needed:
+                taken.append(self._chunks.popleft())
+            else:  # the part ends inside this chunk: split it
+                taken.append(first[:needed])
+                self._chunks[0] = first[needed:]
+            needed -= len(taken[-1])
+        self._buffered -= size - needed
+        return taken[0] if len(taken) == 1 else b"".join(taken)
 
     def _send_part(self, data: bytes) -> None:
         if self._upload_id is None:
