@@ -230,6 +230,7 @@ class _ShardRunner:
         self._earlier: dict[str, ManifestEntry] = {}  # this job's entries from a crashed run
         self._paths: dict[str, str] = {}
         self._synced: list[Destination] = []  # destinations to make durable as shards end
+        self._recorder = _Recorder(state)
 
     def run(self, numbers: list[int]) -> list[int]:
         shards = {number: self._load(number) for number in numbers}
@@ -239,7 +240,7 @@ class _ShardRunner:
         for number, count in self._remaining.items():
             if count == 0:
                 self._finish_shard(number)
-        with self._mover() as mover:
+        with self._mover() as mover, self._recorder:
             self.mover = mover
             self._synced = mover.destinations
             self._run_pool(sum(self._remaining.values()))
@@ -274,8 +275,8 @@ class _ShardRunner:
             self._paths[task.item_id] = task.original_path
         mine = {item: e for item, e in earlier.items() if e.job_id == self.spec.job_id}
         self._earlier.update(mine)
-        return [_resumed(task.remember(earlier.get(task.item_id)), task.item_id in mine)
-                for task in tasks]
+        rerun = self.state.attempts(shard_task(number)) > 1
+        return [_resumed(task.remember(earlier.get(task.item_id)), rerun) for task in tasks]
 
     def _process(self, task: FileTask) -> None:
         if not self.limit.acquire(self.stop):
@@ -306,10 +307,9 @@ class _ShardRunner:
             moved = entry.size - self._reported.pop(entry.item_id, 0)
         moved = moved if entry.status == "exported" else 0
         if earlier is not None and earlier.status != "failed" and entry.status == "verified":
-            self.state.record_moved(entry.item_id, 0)  # intact since that run: keep its entry
-            return
+            return  # intact since that run: its entry stays
         counters = _minus(_contribution(entry), _contribution(earlier))
-        self.state.record_entry(entry, {**counters, "bytes_moved": moved})
+        self._recorder.add(entry, {**counters, "bytes_moved": moved})
         maybe_emit_progress(self.services.redis, self.spec.job_id, self.config.progress_interval_s)
 
     def _on_bytes(self, task: FileTask, written: int) -> None:
@@ -334,8 +334,9 @@ class _ShardRunner:
         _emit_retry(self.services.redis, self.spec.job_id, path, event.reason)
 
     def _finish_shard(self, number: int) -> None:
+        self._recorder.flush()  # a shard is done only once its entries are stored ...
         for dest in self._synced:
-            dest.sync()  # a shard is done only once its files are durable
+            dest.sync()  # ... and its files durable
         self.state.set_task(shard_task(number), "done")
         self._finished.append(number)
         log.info("job %s: shard %d done", self.spec.job_id, number)
@@ -357,9 +358,68 @@ class _ShardRunner:
             )
 
 
-def _resumed(task: FileTask, written_by_this_job: bool) -> FileTask:
-    """A task of a rerun shard: what this job wrote since planning must be looked at."""
-    return task.model_copy(update={"unseen": []}) if written_by_this_job else task
+def _resumed(task: FileTask, rerun: bool) -> FileTask:
+    """A task of a shard run before: an earlier run may have written it since planning, so
+    every destination is asked (a crash may have lost its last entries from Redis)."""
+    return task.model_copy(update={"unseen": []}) if rerun else task
+
+
+class _Recorder:
+    """Manifest entries and counters of finished files, written to Redis in batches.
+
+    One round trip per file cost as much as the rest of a small file's handling; a batch goes
+    out every tenth of a second instead. A crash loses at most that last batch, whose files the
+    rerun then checks at their destination like any other.
+    """
+
+    INTERVAL_S = 0.1
+
+    def __init__(self, state: JobState) -> None:
+        self.state = state
+        self._entries: list[ManifestEntry] = []
+        self._counters: dict[str, int] = {}
+        self._lock = threading.Lock()  # guards the batch
+        self._flushing = threading.Lock()  # one writer at a time, in order
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="vdr-recorder", daemon=True)
+
+    def __enter__(self) -> _Recorder:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._closed.set()
+        self._thread.join()
+        self.flush()
+
+    def add(self, entry: ManifestEntry, counters: dict[str, int]) -> None:
+        with self._lock:
+            self._entries.append(entry)
+            for name, amount in counters.items():
+                self._counters[name] = self._counters.get(name, 0) + amount
+
+    def flush(self) -> None:
+        with self._flushing:
+            with self._lock:
+                entries, counters = self._entries, self._counters
+                self._entries, self._counters = [], {}
+            if not entries:
+                return
+            try:
+                self.state.record_entries(entries, counters)
+            except Exception:
+                with self._lock:  # keep them for the next try
+                    self._entries[:0] = entries
+                    for name, amount in counters.items():
+                        self._counters[name] = self._counters.get(name, 0) + amount
+                raise
+
+    def _run(self) -> None:
+        while not self._closed.wait(self.INTERVAL_S):
+            try:
+                self.flush()
+            except Exception as error:  # Redis away for a moment: the next tick tries again
+                log.warning("job %s: progress not stored yet: %s", self.state.job_id, error)
 
 
 _BYTES_FLUSH = 8 * 1024 * 1024

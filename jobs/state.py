@@ -131,6 +131,9 @@ class JobState:
         self.redis.expire(self.key("attempts"), defaults.STATE_TTL_S)
         return attempts
 
+    def attempts(self, task: str) -> int:
+        return int(self.redis.hget(self.key("attempts"), task) or 0)
+
     def acquire_lease(self, task: str, lease_s: float) -> str | None:
         """A token if this process now runs `task`; None if a live process holds it."""
         token = uuid.uuid4().hex
@@ -159,14 +162,23 @@ class JobState:
 
     def record_entry(self, entry: ManifestEntry, counters: dict[str, int]) -> None:
         """Store a file's manifest entry and bump the counters in one round trip."""
+        self.record_entries([entry], counters)
+
+    def record_entries(self, entries: list[ManifestEntry], counters: dict[str, int]) -> None:
+        """Store manifest entries and bump the counters by their sum, in one round trip."""
+        failed: dict[Any, Any] = {
+            e.item_id: json.dumps({"path": e.original_path, "reason": e.error or "failed"})
+            for e in entries if e.status == "failed"
+        }
+        done = [e.item_id for e in entries if e.status != "failed"]
+        stored: dict[Any, Any] = {e.item_id: e.model_dump_json() for e in entries}
         with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hset(self.key("manifest"), entry.item_id, entry.model_dump_json())
-            pipe.hdel(self.key("inflight"), entry.item_id)
-            if entry.status == "failed":
-                failure = {"path": entry.original_path, "reason": entry.error or "failed"}
-                pipe.hset(self.key("failures"), entry.item_id, json.dumps(failure))
-            else:
-                pipe.hdel(self.key("failures"), entry.item_id)
+            pipe.hset(self.key("manifest"), mapping=stored)
+            pipe.hdel(self.key("inflight"), *(e.item_id for e in entries))
+            if failed:
+                pipe.hset(self.key("failures"), mapping=failed)
+            if done:
+                pipe.hdel(self.key("failures"), *done)
             for name, amount in counters.items():
                 if amount:
                     pipe.hincrby(self.key("progress"), name, amount)
