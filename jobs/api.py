@@ -153,8 +153,12 @@ def cancel_job(job_id: str, *, actor: str, redis: Redis, engine: sa.Engine) -> J
         return job
     state = JobState(redis, job_id)
     state.request_cancel(actor)
-    store.audit(engine, actor=actor, action="export.cancel", target=job.room_id,
+    store.audit(engine, actor=actor, action=f"{job.kind}.cancel", target=job.room_id,
                 detail={"job_id": job_id, "state_before": job.state})
+    if job.kind != "export":
+        # A deletion reads the flag when a worker picks it up and ends itself as cancelled;
+        # one already running is not stopped half-way (a half-purged room helps nobody).
+        return store.get_job(engine, job_id) or job
     if state.load_spec() is None:
         _end_orphan(job_id, redis, engine)
     elif job.state == "queued":

@@ -226,12 +226,16 @@ def test_a_backend_that_cannot_purge_refuses_without_touching_the_room(
 
 
 def test_a_job_cancelled_before_it_started_does_nothing(world: World, tmp_path: Any) -> None:
-    from jobs.state import JobState
+    from jobs.api import cancel_job
 
     _, job = approved_job(world.engine, world.redis, world.vdr, "trash", "Project Beta",
                           send=False)
-    JobState(world.redis, job.id).request_cancel("U0OPER001")
+    answered = cancel_job(job.id, actor="U0OPER001", redis=world.redis, engine=world.engine)
     deletion.enqueue(world.redis, job.id)
+
+    assert answered.id == job.id
+    assert [event.action for event in store.list_audit(world.engine, target=job.room_id)
+            if event.action.endswith(".cancel")] == ["trash.cancel"]
 
     process = start_worker(world, tmp_path / "worker.log")
     try:
