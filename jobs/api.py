@@ -18,7 +18,7 @@ from redis import Redis
 from jobs import engine as export_engine
 from jobs import store
 from jobs.config import EngineConfig
-from jobs.errors import ExportAlreadyRunning, InvalidRequest, JobNotFound
+from jobs.errors import ExportAlreadyRunning, InvalidRequest, JobNotFound, JobsError
 from jobs.plan import ExportSpec, room_folder_name
 from jobs.progress import Progress
 from jobs.progress import read_progress as _read_progress
@@ -27,7 +27,7 @@ from jobs.s3_dest import parse_s3_url
 from jobs.state import JobState
 from jobs.store import JobRecord, Report
 from jobs.tasks import PERMANENT_ERRORS, enqueue_task
-from vdr_client import VdrClient
+from vdr_client import VdrClient, VdrError
 from vdr_ops import defaults as process_defaults
 
 __all__ = [
@@ -124,10 +124,11 @@ def run_export(
 
 
 def _run_inline(spec: ExportSpec, services: export_engine.Services) -> Report | None:
+    """Every step in this process; an error that stops the job still leaves a report."""
     try:
         numbers = export_engine.plan(spec, services) or []
         export_engine.run_shards(spec, numbers, services)
-    except PERMANENT_ERRORS as error:
+    except (*PERMANENT_ERRORS, JobsError, VdrError) as error:
         return export_engine.fail_job(spec, services, f"{type(error).__name__}: {error}")
     if export_engine.shards_ready_for_finalize(JobState(services.redis, spec.job_id)):
         return export_engine.finalize(spec, services)

@@ -55,6 +55,9 @@ class Destination(Protocol):
 
     def verify(self, written_path: str, expected: Expected) -> Verdict: ...
 
+    def check(self) -> None:
+        """Raise DestinationError if nothing can be written here (no folder, no bucket)."""
+
     def existing_paths(self) -> set[str] | None:
         """Every written path present now, if one listing can tell (None: ask per file)."""
 

@@ -68,6 +68,9 @@ def _list_and_split(
     spec: ExportSpec, state: JobState, services: Services
 ) -> tuple[Tree, list[list[FileTask]]]:
     """The room's tree, and its files cut into shards, knowing what earlier exports left."""
+    with open_destinations(spec, services) as destinations:
+        for dest in destinations:
+            dest.check()  # refuse now, not after listing a large room
     with open_client(services, spec, state, {}) as client:
         tree = walk_tree(client, spec.root_folder_id, concurrency=services.config.list_concurrency)
     with open_destinations(spec, services) as destinations:

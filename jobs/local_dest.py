@@ -69,6 +69,15 @@ class LocalDestination:
         except OSError:
             return Verdict(False)
 
+    def check(self) -> None:
+        try:
+            self._partial.mkdir(parents=True, exist_ok=True)
+            probe = self._partial / f"probe-{uuid.uuid4().hex[:8]}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as error:
+            raise DestinationError(f"cannot write in {self.root}: {error.strerror}") from error
+
     def existing_paths(self) -> set[str] | None:
         return None  # a stat per file is as cheap as walking the folder
 

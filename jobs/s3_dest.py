@@ -189,6 +189,10 @@ class S3Destination:
             return Verdict(True, recorded)
         return Verdict(False, stored)
 
+    def check(self) -> None:
+        with s3_errors(f"reach bucket {self.bucket}"):
+            self.client.head_bucket(Bucket=self.bucket)
+
     def existing_paths(self) -> set[str] | None:
         """Keys under the prefix, from one listing (a thousand per request) instead of one
         HEAD per file: a first export then asks S3 nothing before writing."""

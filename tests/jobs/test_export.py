@@ -356,3 +356,31 @@ def test_a_large_file_goes_up_in_parts_and_a_rerun_verifies_it_by_checksum_alone
     assert verified["status"] == "verified" and verified["s3_checksum"] == written["s3_checksum"]
     assert sum(counts.values()) == 0 and second.files_skipped == 2
     assert open_uploads(jobs_env) == []
+
+
+def test_a_destination_that_cannot_be_written_fails_the_job_before_any_download(
+    jobs_env: JobsEnv, make_proxy: Callable[..., ProxyServer], directory_root: Path
+) -> None:
+    backend = DirectoryBackend(directory_root)
+    server = make_proxy(backend)
+    counts = count_content_requests(backend)
+    blocked = jobs_env.tmp / "blocked"
+    blocked.write_text("a file where a folder should be")
+
+    no_bucket = api.run_export(
+        room_ref="Project Beta", s3_url="s3://no-such-bucket-here/x", requested_by="U1",
+        redis=jobs_env.redis, engine=jobs_env.engine, client=VdrClient(server.url),
+        local_root=str(jobs_env.tmp / "out"), services=export_services(server.url, jobs_env),
+    )
+    no_folder = api.run_export(
+        room_ref="Project Beta", requested_by="U1", redis=jobs_env.redis, engine=jobs_env.engine,
+        client=VdrClient(server.url), local_root=str(blocked),
+        services=export_services(server.url, jobs_env),
+    )
+
+    assert no_bucket is not None and no_bucket.state == "failed"
+    assert "no-such-bucket-here" in (no_bucket.error or "")
+    assert no_folder is not None and no_folder.state == "failed"
+    assert "cannot write" in (no_folder.error or "")
+    assert sum(counts.values()) == 0
+    assert api.get_job(no_bucket.job_id, engine=jobs_env.engine).state == "failed"  # type: ignore[union-attr]
