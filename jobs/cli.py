@@ -99,7 +99,7 @@ def _run_with_progress(options: dict[str, Any]) -> Any:
     from jobs import api
 
     outcome: dict[str, Any] = {}
-    job_ready = threading.Event()
+    job_ready, finished = threading.Event(), threading.Event()
 
     def on_job(job: Any) -> None:
         outcome["job"] = job
@@ -112,41 +112,43 @@ def _run_with_progress(options: dict[str, Any]) -> Any:
             outcome["error"] = error
         finally:
             job_ready.set()
+            finished.set()
 
-    worker = threading.Thread(target=target, name="vdr-export-inline", daemon=True)
-    worker.start()
+    # Waits use Events, not Thread.join: a join interrupted by Ctrl-C may later report the
+    # thread finished while it still runs (CPython 3.11).
+    threading.Thread(target=target, name="vdr-export-inline", daemon=True).start()
     try:
         job_ready.wait()
-        _show_progress(worker, outcome, options["redis"])
+        _show_progress(finished, outcome, options["redis"])
     except KeyboardInterrupt:
-        _cancel_inline(outcome, options, worker)
+        job_ready.wait()  # Ctrl-C may come before the job exists: cancel it once it does
+        _cancel_inline(outcome, options, finished)
     if "error" in outcome:
         raise outcome["error"]
     return outcome.get("report")
 
 
-def _show_progress(worker: threading.Thread, outcome: dict[str, Any], redis: Any) -> None:
+def _show_progress(finished: threading.Event, outcome: dict[str, Any], redis: Any) -> None:
     from jobs.api import read_progress
 
     job = outcome.get("job")
     if job is None:
-        worker.join()
+        finished.wait()
         return
     columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
                TextColumn("{task.fields[files]}"), TextColumn("{task.fields[rate]}"),
                TimeRemainingColumn())
     with Progress(*columns, console=_console(stderr=True), transient=True) as bar:
         task = bar.add_task(f"export {job.room_name}", total=None, files="", rate="")
-        while worker.is_alive():
+        while not finished.wait(0.25):
             progress = read_progress(job.id, redis=redis)
             bar.update(task, total=progress.bytes_total or None, completed=progress.bytes_done,
                        files=f"{progress.files_done}/{progress.files_total} files",
                        rate=f"{human_size(int(progress.rate_bps))}/s")
-            worker.join(0.25)
 
 
 def _cancel_inline(
-    outcome: dict[str, Any], options: dict[str, Any], worker: threading.Thread
+    outcome: dict[str, Any], options: dict[str, Any], finished: threading.Event
 ) -> None:
     from jobs import api
 
@@ -155,7 +157,7 @@ def _cancel_inline(
     if job is not None:
         api.cancel_job(job.id, actor=options["requested_by"], redis=options["redis"],
                        engine=options["engine"])
-    worker.join()
+    finished.wait()
 
 
 # --- vdr reports / vdr report -----------------------------------------------------------------

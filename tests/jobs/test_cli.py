@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,7 +14,8 @@ import pytest
 from click.testing import CliRunner
 from rq import Queue
 
-from proxy import DirectoryBackend, ProxyServer
+from jobs import api, store
+from proxy import DirectoryBackend, FaultConfig, ProxyServer
 from tests.fixtures.jobs import JobsEnv
 from tests.fixtures.proxy import DIRECTORY_ROOM_FILES
 from vdr_ops.cli import main
@@ -92,3 +97,25 @@ def test_vdr_db_upgrade_migrates_a_new_database(
     assert before["current"] is None
     assert upgraded.exit_code == 0
     assert after["current"] == after["head"] is not None
+
+
+def test_ctrl_c_during_vdr_export_cancels_the_job_and_reports_it(
+    jobs_env: JobsEnv, make_proxy: Callable[..., ProxyServer],
+    synthetic_backend: Callable[..., object],
+) -> None:
+    server = make_proxy(synthetic_backend(), faults=FaultConfig(latency_ms=40))
+    vdr = Path(sys.executable).parent / "vdr"
+    env = jobs_env.worker_env(server.url, VDR_EXPORT_CONCURRENCY="2")
+    process = subprocess.Popen([str(vdr), "export", "bench-small", "--to", str(jobs_env.tmp)],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 30
+    while not api.list_jobs(engine=jobs_env.engine) and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+    process.send_signal(signal.SIGINT)
+    output = process.communicate(timeout=60)[0].decode()
+
+    assert process.returncode == 130, output
+    report = store.list_reports(jobs_env.engine)[0]
+    assert report.state == "cancelled" and report.files_done < report.files_total
+    assert "cancelled" in output
