@@ -50,6 +50,9 @@ class ShardRunner:
         self._recorder = Recorder(state)
 
     def run(self, numbers: list[int]) -> list[int]:
+        if self.state.cancel_requested():  # queued before the cancel: nothing to do
+            self._close_cancelled(set(numbers))
+            return []
         shards = {number: self._load(number) for number in numbers}
         self._remaining = {number: len(tasks) for number, tasks in shards.items()}
         self._queue = iter([(n, task) for n, tasks in shards.items() for task in tasks])

@@ -184,3 +184,25 @@ def test_a_job_whose_redis_state_was_lost_can_still_be_cancelled(
     assert cancelled.state == "cancelled"
     report = store.get_report(jobs_env.engine, job.id)
     assert report is not None and "lost" in (report.error or "")
+
+
+def test_cancelling_a_running_export_stops_every_shard_and_reports_cancelled(
+    jobs_env: JobsEnv, make_proxy: Callable[..., ProxyServer],
+    synthetic_backend: Callable[..., Any], workers: Callable[..., subprocess.Popen[bytes]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    server = make_proxy(synthetic_backend(), faults=FaultConfig(latency_ms=30))
+    monkeypatch.setenv("VDR_EXPORT_SHARD_MAX_FILES", "25")
+    set_concurrency(jobs_env, 2)
+    job = enqueue(jobs_env, server, "bench-small")
+    worker = workers(jobs_env.worker_env(server.url))
+    wait_for(lambda: api.read_progress(job.id, redis=jobs_env.redis).files_done >= 30)
+
+    api.cancel_job(job.id, actor="U2", redis=jobs_env.redis, engine=jobs_env.engine)
+    report = wait_for(lambda: store.get_report(jobs_env.engine, job.id), timeout_s=30)
+    stop(worker)
+
+    assert report.state == "cancelled"
+    assert 30 <= report.files_done < 200
+    assert files_in(report) == report.files_done
+    assert api.get_job(job.id, engine=jobs_env.engine).state == "cancelled"  # type: ignore[union-attr]
