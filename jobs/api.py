@@ -9,16 +9,25 @@ cannot be resolved.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from redis import Redis
+from redis.exceptions import RedisError
 
 from jobs import engine as export_engine
 from jobs import store
 from jobs.config import EngineConfig
-from jobs.errors import ExportAlreadyRunning, InvalidRequest, JobNotFound, JobsError
+from jobs.errors import (
+    ExportAlreadyRunning,
+    InvalidRequest,
+    JobNotFound,
+    JobsError,
+    ServiceUnavailable,
+)
 from jobs.plan import ExportSpec, room_folder_name
 from jobs.progress import Progress
 from jobs.progress import read_progress as _read_progress
@@ -26,7 +35,7 @@ from jobs.runtime_settings import load_runtime_settings
 from jobs.s3_dest import parse_s3_url
 from jobs.state import JobState
 from jobs.store import JobRecord, Report
-from jobs.tasks import PERMANENT_ERRORS, enqueue_task
+from jobs.tasks import PERMANENT_ERRORS, enqueue_task, job_abandoned
 from vdr_client import VdrClient, VdrError
 from vdr_ops import defaults as process_defaults
 
@@ -72,6 +81,7 @@ def enqueue_export(
         existing = store.find_job_by_key(engine, idempotency_key)
         if existing is not None:
             return existing
+    _check_redis(redis)
     spec, record = _prepare(
         room_ref=room_ref, to_local=to_local, s3_url=s3_url, local_root=local_root,
         requested_by=requested_by, origin=origin, idempotency_key=idempotency_key,
@@ -80,8 +90,9 @@ def enqueue_export(
     stored, created = store.insert_job(engine, record, params=spec.model_dump())
     if not created:
         return stored
-    JobState(redis, spec.job_id).save_spec(spec.model_dump())
-    enqueue_task(redis, spec, "plan")
+    with _undone_without_redis(engine, spec.job_id):
+        JobState(redis, spec.job_id).save_spec(spec.model_dump())
+        enqueue_task(redis, spec, "plan")
     _audit_request(engine, spec, origin)
     log.info("job %s: export of %s queued by %s", spec.job_id, spec.room_id, requested_by)
     return stored
@@ -107,6 +118,7 @@ def run_export(
     `on_job(JobRecord)` is called once the job exists (the CLI starts its progress bar).
     Returns None only if another process holds part of the job and will finish it.
     """
+    _check_redis(redis)
     spec, record = _prepare(
         room_ref=room_ref, to_local=to_local, s3_url=s3_url, local_root=local_root,
         requested_by=requested_by, origin=None, idempotency_key=None, redis=redis,
@@ -114,13 +126,40 @@ def run_export(
     )
     store.insert_job(engine, record, params=spec.model_dump())
     state = JobState(redis, spec.job_id)
-    state.save_spec(spec.model_dump())
-    state.claim_task("plan")
+    with _undone_without_redis(engine, spec.job_id):
+        state.save_spec(spec.model_dump())
+        state.claim_task("plan")
     _audit_request(engine, spec, None)
     if on_job is not None:
         on_job(record)
     services = services or export_engine.Services(redis=redis, engine=engine)
     return _run_inline(spec, services)
+
+
+def _check_redis(redis: Redis) -> None:
+    """Refuse before anything is stored when Redis is down: a job stored in SQL that no
+    worker can see would block the room's next exports."""
+    try:
+        redis.ping()
+    except RedisError as error:
+        raise ServiceUnavailable(_redis_down(error)) from error
+
+
+def _redis_down(error: Exception) -> str:
+    return (f"cannot reach Redis ({type(error).__name__}: {error}); start it or set REDIS_URL "
+            "to where it runs")
+
+
+@contextmanager
+def _undone_without_redis(engine: sa.Engine, job_id: str) -> Iterator[None]:
+    """Redis failing between the SQL row and the job's Redis state: the row is marked failed,
+    so it does not stand for a job that will never run."""
+    try:
+        yield
+    except RedisError as error:
+        store.set_job_state(engine, job_id, "failed", error=_redis_down(error),
+                            only_from=("queued",))
+        raise ServiceUnavailable(_redis_down(error)) from error
 
 
 def _run_inline(spec: ExportSpec, services: export_engine.Services) -> Report | None:
@@ -162,9 +201,24 @@ def cancel_job(job_id: str, *, actor: str, redis: Redis, engine: sa.Engine) -> J
         return store.get_job(engine, job_id) or job
     if state.load_spec() is None:
         _end_orphan(job_id, redis, engine)
+    elif job_abandoned(redis, job_id):
+        _end_stopped(job_id, redis, engine)
     elif job.state == "queued":
         _end_unstarted(job_id, redis, engine)
     return store.get_job(engine, job_id) or job
+
+
+def _end_abandoned(job: JobRecord, redis: Redis, engine: sa.Engine, *, replaced_by: str) -> None:
+    """Close a job nothing works on any more (state lost, holder gone) with a report."""
+    log.warning("job %s: abandoned (no live worker or process holds it); closed, replaced by %s",
+                job.id, replaced_by)
+    state = JobState(redis, job.id)
+    data = state.load_spec() or store.job_params(engine, job.id)
+    spec = ExportSpec.model_validate(data)
+    services = export_engine.Services(redis=redis, engine=engine)
+    export_engine.fail_job(spec, services, "abandoned: the process running it stopped "
+                           f"(its lease expired or its state was lost); job {replaced_by} "
+                           "took over")
 
 
 def _end_orphan(job_id: str, redis: Redis, engine: sa.Engine) -> None:
@@ -172,6 +226,13 @@ def _end_orphan(job_id: str, redis: Redis, engine: sa.Engine) -> None:
     spec = ExportSpec.model_validate(store.job_params(engine, job_id))
     services = export_engine.Services(redis=redis, engine=engine)
     export_engine.fail_job(spec, services, "the job's state was lost from Redis")
+
+
+def _end_stopped(job_id: str, redis: Redis, engine: sa.Engine) -> None:
+    """A cancelled job whose process is gone (killed inline run): no one else will close it."""
+    spec = ExportSpec.model_validate(store.job_params(engine, job_id))
+    services = export_engine.Services(redis=redis, engine=engine)
+    export_engine.fail_job(spec, services, "cancelled after the process running it stopped")
 
 
 def _end_unstarted(job_id: str, redis: Redis, engine: sa.Engine) -> None:
@@ -225,6 +286,9 @@ def _prepare(
         shard_max_files=limits.shard_max_files, shard_max_bytes=limits.shard_max_bytes,
     )
     running = store.find_active_job(engine, room.id, spec.destination_urls())
+    if running is not None and job_abandoned(redis, running.id):
+        _end_abandoned(running, redis, engine, replaced_by=spec.job_id)
+        running = store.find_active_job(engine, room.id, spec.destination_urls())
     if running is not None:
         raise ExportAlreadyRunning(
             f"{room.name} is already being exported there (job {running.id})", job_id=running.id

@@ -1,4 +1,4 @@
-"""`vdr export`, `vdr reports`, `vdr report`, `vdr worker`, `vdr db`.
+"""`vdr export`, `vdr cancel`, `vdr reports`, `vdr report`, `vdr worker`, `vdr db`.
 
 Exit codes: 0 done (export succeeded), 1 the export failed or another error, 2 bad usage
 (click's), 3 no such room or an ambiguous name, 4 the token was refused, 5 the proxy cannot be
@@ -36,14 +36,39 @@ def _fail(message: str, code: int) -> click.exceptions.Exit:
 
 
 def _services() -> tuple[Any, Any]:
-    """Redis and the SQL engine from the process settings."""
+    """Redis and the SQL engine from the process settings; a bad setting ends the command."""
     from redis import Redis
 
-    from jobs import store
     from vdr_ops.settings import get_settings
 
     settings = get_settings()
-    return Redis.from_url(settings.redis_url), store.get_engine(settings.database_url)
+    return Redis.from_url(settings.redis_url), _engine(settings.database_url)
+
+
+def _engine(database_url: str) -> Any:
+    """The migrated engine, or one line naming DATABASE_URL when it cannot be used."""
+    import sqlalchemy as sa
+
+    from jobs import store
+
+    try:
+        return store.get_engine(database_url)
+    except (sa.exc.ArgumentError, sa.exc.OperationalError, sa.exc.InterfaceError,
+            sa.exc.NoSuchModuleError, ValueError) as error:
+        reason = str(getattr(error, "orig", None) or error).splitlines()[0]
+        raise _fail(f"cannot use the jobs database (DATABASE_URL): {reason}; set DATABASE_URL "
+                    "to a reachable PostgreSQL URL or a SQLite file in an existing folder",
+                    EXIT_FAILED) from error
+
+
+def _check_redis(redis: Any) -> None:
+    from redis.exceptions import RedisError
+
+    try:
+        redis.ping()
+    except RedisError as error:
+        raise _fail(f"cannot reach Redis ({error}); start it or set REDIS_URL to where it runs",
+                    EXIT_FAILED) from error
 
 
 # --- vdr export -------------------------------------------------------------------------------
@@ -65,6 +90,9 @@ def export(
     from jobs import api
     from jobs.errors import JobsError
 
+    if local_root is not None and not local_root.strip():
+        raise click.BadParameter("an empty folder name; leave --to out for the default root",
+                                 param_hint="--to")
     redis, engine = _services()
     who = requested_by or getpass.getuser()
     options = {"room_ref": room, "to_local": not no_local, "s3_url": s3_url,
@@ -160,6 +188,31 @@ def _cancel_inline(
     finished.wait()
 
 
+# --- vdr cancel ------------------------------------------------------------------------------
+
+
+@click.command()
+@click.argument("job_id")
+@click.option("--requested-by", default=None, help="Who asks (default: your login name).")
+def cancel(job_id: str, requested_by: str | None) -> None:
+    """Cancel a queued or running job (one whose process died is closed at once)."""
+    from jobs import api
+    from jobs.errors import JobNotFound, JobsError
+
+    redis, engine = _services()
+    try:
+        job = api.cancel_job(job_id, actor=requested_by or getpass.getuser(), redis=redis,
+                             engine=engine)
+    except JobNotFound as error:
+        raise _fail(f"{error}; `vdr reports` lists finished jobs", EXIT_NOT_FOUND) from error
+    except JobsError as error:
+        raise _fail(str(error), EXIT_FAILED) from error
+    if job.state in api.FINAL_STATES:
+        _console().print(f"job [bold]{job.id}[/] is {_state(job.state)}")
+    else:
+        _console().print(f"job [bold]{job.id}[/] asked to stop; it ends within seconds")
+
+
 # --- vdr reports / vdr report -----------------------------------------------------------------
 
 
@@ -242,7 +295,8 @@ def _state(state: str) -> str:
 def worker(burst: bool, queues: tuple[str, ...], name: str | None, simple: bool,
            no_scheduler: bool) -> None:
     """Run an RQ worker for export jobs (start as many as you like)."""
-    from jobs import store
+    from redis import Redis
+
     from jobs.config import EngineConfig
     from jobs.worker import run_worker
     from vdr_ops.defaults import QUEUE_NAME
@@ -251,7 +305,8 @@ def worker(burst: bool, queues: tuple[str, ...], name: str | None, simple: bool,
     settings = get_settings()
     if logging.getLogger("vdr").getEffectiveLevel() > logging.INFO:
         logging.getLogger("vdr").setLevel(logging.INFO)  # one line per job step, like RQ's own
-    store.get_engine(settings.database_url)  # migrate before the first job needs it
+    _check_redis(Redis.from_url(settings.redis_url))
+    _engine(settings.database_url)  # migrate before the first job needs it
     run_worker(redis_url=settings.redis_url, queues=list(queues) or [QUEUE_NAME], burst=burst,
                simple=simple, name=name, with_scheduler=not no_scheduler,
                reap_interval_s=EngineConfig().reap_interval_s)

@@ -4,6 +4,7 @@
     ├── JobNotFound           no job or report with that id
     ├── InvalidRequest        the request cannot be run as given (bad S3 URL, no destination)
     │   └── ExportAlreadyRunning   the room is already being exported to the same place
+    ├── ServiceUnavailable    Redis or the database cannot be reached (names the setting)
     ├── DestinationError      writing to the local disk or to S3 failed
     ├── VerificationFailed    the bytes written differ from what the source promised
     └── Cancelled             someone asked the job to stop
@@ -21,6 +22,7 @@ __all__ = [
     "InvalidRequest",
     "JobNotFound",
     "JobsError",
+    "ServiceUnavailable",
     "VerificationFailed",
 ]
 
@@ -43,6 +45,10 @@ class ExportAlreadyRunning(InvalidRequest):
     def __init__(self, message: str, *, job_id: str) -> None:
         super().__init__(message)
         self.job_id = job_id
+
+
+class ServiceUnavailable(JobsError):
+    """Redis or the SQL database cannot be reached; the message names the setting to check."""
 
 
 class DestinationError(JobsError):

@@ -28,6 +28,7 @@ from vdr_client import BadRequest, NotFound, Unauthorized
 
 __all__ = [
     "enqueue_task",
+    "job_abandoned",
     "requeue_abandoned",
     "run_export_finalize",
     "run_export_plan",
@@ -56,8 +57,10 @@ def run_export_plan(job_id: str) -> int:
     services, spec = _context(job_id)
     with _fail_job_when_hopeless(spec, services):
         numbers = engine.plan(spec, services)
+        states = JobState(services.redis, job_id).tasks()
         for number in numbers or []:
-            enqueue_task(services.redis, spec, shard_task(number))
+            if states.get(shard_task(number)) == "queued":  # a rerun skips what already ran
+                enqueue_task(services.redis, spec, shard_task(number))
         _queue_finalize_if_ready(services, spec)
         return len(numbers or [])
     return 0
@@ -142,6 +145,24 @@ def requeue_abandoned(redis: Redis, *, every_s: float | None = None) -> list[str
             enqueue_task(redis, spec, "finalize")
             requeued.append(f"{job_id}/finalize")
     return requeued
+
+
+def job_abandoned(redis: Redis, job_id: str) -> bool:
+    """True when nothing can still be working on the job: its state is gone from Redis, or no
+    task of it holds a lease or waits in RQ (its process died, a Ctrl-C'd or killed inline
+    run). Such a job must not block a new export of the same room to the same place."""
+    state = JobState(redis, job_id)
+    if state.load_spec() is None:
+        return True
+    tasks = state.tasks()
+    if not tasks:
+        return False  # between being stored and having its first task: a moment, not a death
+    rq_ids = {_text(k): _text(v) for k, v in redis.hgetall(state.key("rq")).items()}
+    active = [task for task, value in tasks.items() if value in ("queued", "running")]
+    if not active:
+        return False  # every step over and the finalizer not yet queued: a worker is on it
+    return not any(state.lease_held(task) or _rq_job_live(redis, rq_ids.get(task))
+                   for task in active)
 
 
 def _abandoned_tasks(redis: Redis, state: JobState) -> list[str]:

@@ -13,6 +13,7 @@ _COMMANDS: dict[str, str] = {
     "proxy": "proxy.cli:proxy",
     "rooms": "vdr_ops.rooms_cli:rooms",
     "export": "jobs.cli:export",
+    "cancel": "jobs.cli:cancel",
     "reports": "jobs.cli:reports",
     "report": "jobs.cli:report",
     "worker": "jobs.cli:worker",

@@ -1,0 +1,153 @@
+"""Regression tests for what a fresh-user trial of `vdr export` / `vdr worker` ran into."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from jobs import api, store
+from jobs.state import JobState
+from proxy import DirectoryBackend, ProxyServer
+from tests.fixtures.jobs import JobsEnv
+from tests.fixtures.services import free_port
+from vdr_client import VdrClient
+from vdr_ops.cli import main
+from vdr_ops.settings import get_settings
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+def proxy_url(
+    jobs_env: JobsEnv, make_proxy: Callable[..., ProxyServer], directory_root: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> str:
+    server = make_proxy(DirectoryBackend(directory_root))
+    monkeypatch.setenv("VDR_API_URL", server.url)
+    get_settings.cache_clear()
+    return server.url
+
+
+def vdr(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+def test_enqueue_with_redis_down_stores_no_job_and_names_redis_url(
+    proxy_url: str, jobs_env: JobsEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = str(jobs_env.tmp / "out")
+    monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
+    get_settings.cache_clear()
+
+    code, output = vdr("export", "Project Beta", "--enqueue", "--to", out)
+
+    assert code == 1 and "REDIS_URL" in output and "Traceback" not in output
+    assert store.list_jobs(jobs_env.engine) == []
+    monkeypatch.setenv("REDIS_URL", jobs_env.redis_url)
+    get_settings.cache_clear()
+    code, output = vdr("export", "Project Beta", "--enqueue", "--to", out)
+    assert code == 0 and "queued export job" in output
+
+
+def test_a_job_whose_redis_state_is_gone_does_not_block_the_next_export(
+    proxy_url: str, jobs_env: JobsEnv
+) -> None:
+    client = VdrClient(proxy_url)
+    options = {"room_ref": "Project Beta", "requested_by": "U1", "redis": jobs_env.redis,
+               "engine": jobs_env.engine, "client": client,
+               "local_root": str(jobs_env.tmp / "out")}
+    first = api.enqueue_export(**options)
+    jobs_env.redis.flushdb()  # Redis restarted empty: no worker will ever see the first job
+
+    second = api.enqueue_export(**options)
+
+    assert second.id != first.id
+    old = store.get_job(jobs_env.engine, first.id)
+    assert old is not None and old.state == "failed" and "took over" in (old.error or "")
+
+
+def test_an_inline_job_whose_lease_expired_is_taken_over_by_a_rerun(
+    proxy_url: str, jobs_env: JobsEnv
+) -> None:
+    out = str(jobs_env.tmp / "out")
+    client = VdrClient(proxy_url)
+    options = {"room_ref": "Project Beta", "requested_by": "U1", "redis": jobs_env.redis,
+               "engine": jobs_env.engine, "client": client, "local_root": out}
+    killed = api.enqueue_export(**options)  # stands for an inline run killed mid-plan:
+    state = JobState(jobs_env.redis, killed.id)
+    state.set_task("plan", "running")  # running, no lease held, no RQ job behind it
+    jobs_env.redis.delete(state.key("rq"))
+
+    code, output = vdr("export", "Project Beta", "--to", out)
+
+    assert code == 0 and "succeeded" in output, output
+    assert store.get_job(jobs_env.engine, killed.id).state == "failed"  # type: ignore[union-attr]
+
+
+def test_a_job_with_a_live_lease_still_blocks_a_second_export(
+    proxy_url: str, jobs_env: JobsEnv
+) -> None:
+    out = str(jobs_env.tmp / "out")
+    options = {"room_ref": "Project Beta", "requested_by": "U1", "redis": jobs_env.redis,
+               "engine": jobs_env.engine, "client": VdrClient(proxy_url), "local_root": out}
+    running = api.enqueue_export(**options)
+    state = JobState(jobs_env.redis, running.id)
+    state.set_task("plan", "running")
+    state.acquire_lease("plan", 30)
+
+    code, output = vdr("export", "Project Beta", "--to", out)
+
+    assert code == 1 and "already being exported" in output and running.id in output
+
+
+def test_vdr_cancel_closes_a_job_whose_process_is_gone(
+    proxy_url: str, jobs_env: JobsEnv
+) -> None:
+    options = {"room_ref": "Project Beta", "requested_by": "U1", "redis": jobs_env.redis,
+               "engine": jobs_env.engine, "client": VdrClient(proxy_url),
+               "local_root": str(jobs_env.tmp / "out")}
+    job = api.enqueue_export(**options)
+    state = JobState(jobs_env.redis, job.id)
+    state.set_task("plan", "running")
+    jobs_env.redis.delete(state.key("rq"))
+
+    code, output = vdr("cancel", job.id)
+
+    assert code == 0 and "cancelled" in output, output
+    assert store.get_report(jobs_env.engine, job.id).state == "cancelled"  # type: ignore[union-attr]
+    assert vdr("cancel", "nosuchjob")[0] == 3
+
+
+@pytest.mark.parametrize("database_url", [
+    "notaurl",
+    "postgresql://postgres@127.0.0.1:{port}/test",
+    "sqlite:///{tmp}/missing/folder/vdr.db",
+])
+def test_a_bad_database_url_is_one_line_naming_the_setting(
+    database_url: str, proxy_url: str, jobs_env: JobsEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = database_url.format(port=free_port(), tmp=jobs_env.tmp)
+    monkeypatch.setenv("DATABASE_URL", url)
+    get_settings.cache_clear()
+    started = time.monotonic()
+
+    code, output = vdr("reports")
+
+    assert code == 1 and "DATABASE_URL" in output and "Traceback" not in output, output
+    assert time.monotonic() - started < 30
+
+
+def test_vdr_worker_with_redis_down_says_so_in_one_line(
+    jobs_env: JobsEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
+    get_settings.cache_clear()
+
+    code, output = vdr("worker", "--burst")
+
+    assert code == 1 and "REDIS_URL" in output and "Traceback" not in output
