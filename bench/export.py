@@ -75,6 +75,18 @@ def load_text() -> str:
     return f"load average {one} / {five} / {fifteen} (1/5/15 min, {os.cpu_count()} cores)"
 
 
+def code_version() -> str:
+    """The commit measured, and whether engine, proxy or client files differ from it (the
+    tree is shared with colleagues: each scene says what its child processes imported)."""
+    commit = subprocess.run(["git", "-C", str(HERE), "rev-parse", "--short", "HEAD"],
+                            capture_output=True, text=True).stdout.strip() or "?"
+    dirty = subprocess.run(["git", "-C", str(HERE.parent), "status", "--porcelain", "--",
+                            "jobs", "proxy", "vdr_client"], capture_output=True, text=True).stdout
+    changed = len(dirty.splitlines())
+    return f"commit {commit}" + (f" + {changed} uncommitted engine/proxy/client files"
+                                 if changed else "")
+
+
 # --- measuring --------------------------------------------------------------------------------
 
 
@@ -92,8 +104,16 @@ class Usage:
     spent: dict[str, float] = field(default_factory=dict)
 
 
+def settle() -> None:
+    """Write back what earlier runs left dirty in the page cache, so that no run pays for the
+    previous one's disk writes (moto keeps objects in temp files on the same disk)."""
+    os.sync()
+    time.sleep(0.5)
+
+
 @contextmanager
 def servers_cpu(watched: dict[str, int]) -> Iterator[Usage]:
+    settle()
     usage = Usage(watched)
     before = {name: cpu_seconds(pid) for name, pid in watched.items()}
     yield usage
@@ -505,7 +525,7 @@ SCENES: dict[str, Callable[[Ctx], None]] = {
 }
 
 
-CALM_WAIT_S = 300
+CALM_WAIT_S = 120
 
 
 def wait_for_calm(load: float | None) -> None:
@@ -520,15 +540,9 @@ def wait_for_calm(load: float | None) -> None:
 
 
 def header(ctx: Ctx, args: argparse.Namespace) -> None:
-    commit = subprocess.run(["git", "-C", str(HERE), "rev-parse", "--short", "HEAD"],
-                            capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "-C", str(HERE.parent), "status", "--porcelain", "--",
-                            "jobs", "proxy", "vdr_client"], capture_output=True, text=True).stdout
-    if dirty.strip():
-        commit += f" + uncommitted changes in {len(dirty.splitlines())} engine/proxy/client files"
     import moto
 
-    say(f"vdr export benchmark — {time.strftime('%Y-%m-%d %H:%M:%S')}, commit {commit or '?'}, "
+    say(f"vdr export benchmark — {time.strftime('%Y-%m-%d %H:%M:%S')}, {code_version()}, "
         f"{'quick' if args.quick else 'full'} sizes, best of {ctx.repeat}")
     say(f"python {platform.python_version()}, moto {moto.__version__} (server mode, own process, "
         f"{ctx.moto.url}), s5cmd {tool_version('s5cmd', 'version')}, "
@@ -557,7 +571,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--workers-latency-ms", type=float, default=0.0,
                         help="Latency at the source in the workers scene (default none).")
     parser.add_argument("--calm", type=float, default=None, metavar="LOAD",
-                        help="Before each scene, wait (up to 5 minutes) for the 1-minute load "
+                        help="Before each scene, wait (up to 2 minutes) for the 1-minute load "
                              "average to fall to LOAD.")
     parser.add_argument("--profile", type=Path, default=None, metavar="DIR",
                         help="Record our exporter with py-spy into DIR (speedscope files).")
@@ -579,6 +593,7 @@ def main() -> int:
             header(ctx, args)
             for name in args.only or list(SCENES):
                 wait_for_calm(ctx.calm)
+                say(f"[{name}: {code_version()}]")
                 SCENES[name](ctx)
                 say()
                 for service in ctx.services:
