@@ -95,6 +95,9 @@ def demo(root: Path | None, script: IO[str] | None, person: str, redis_mode: str
     go to EXPORT_ROOT (./exports). Ctrl-C stops everything.
     """
     out = Console(highlight=False)
+    # A shell starts background jobs (CI runners, `cmd &`) with SIGINT ignored, and Python
+    # keeps an inherited SIG_IGN: Ctrl-C would then never reach us. Take it back.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         with contextlib.ExitStack() as stack:

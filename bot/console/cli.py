@@ -7,6 +7,7 @@ run on the workers of that Redis (`vdr worker`). `vdr demo` starts all of it at 
 
 from __future__ import annotations
 
+import signal
 import sys
 import threading
 from collections.abc import Callable, Iterable
@@ -47,6 +48,7 @@ def console(script: IO[str] | None, person: str, channel: str, grant_roles: bool
     from vdr_client import VdrClient
     from vdr_ops.settings import get_settings
 
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started ignoring it
     settings = get_settings()
     redis = Redis.from_url(settings.redis_url)
     with VdrClient.from_settings(settings) as vdr, Workspace(

@@ -170,12 +170,21 @@ def alive(pid: int) -> bool:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
-def test_ctrl_c_stops_the_demo_and_every_process_it_started(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sigint_on_entry", ["default", "ignored"])
+def test_ctrl_c_stops_the_demo_and_every_process_it_started(tmp_path: Path,
+                                                            sigint_on_entry: str) -> None:
+    """"ignored": how a shell starts a background job (CI runners), which Python keeps."""
     script = tmp_path / "idle.vdr"
     script.write_text("/vdr search falcon\nsleep 60\n")
+
+    def entry_state() -> None:
+        if sigint_on_entry == "ignored":
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+
     demo = subprocess.Popen([str(VDR), "demo", "--redis", "server", "--script", str(script)],
                             cwd=tmp_path, env=demo_env(None), text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            preexec_fn=entry_state)
     try:
         assert demo.stdout is not None
         for line in demo.stdout:
