@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from rq import Queue
 
 from jobs import api, store
 from jobs.state import JobState
+from jobs.worker import recover_intermediate
 from proxy import DirectoryBackend, ProxyServer
-from tests.fixtures.jobs import JobsEnv
+from tests.fixtures.jobs import JobsEnv, descendants, kill_hard, start_worker
 from tests.fixtures.services import free_port
 from vdr_client import VdrClient
 from vdr_ops.cli import main
@@ -151,3 +157,60 @@ def test_vdr_worker_with_redis_down_says_so_in_one_line(
     code, output = vdr("worker", "--burst")
 
     assert code == 1 and "REDIS_URL" in output and "Traceback" not in output
+
+
+def wait_for(probe: Callable[[], Any], timeout_s: float) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = probe()
+        if found:
+            return found
+        time.sleep(0.1)
+    raise AssertionError(f"not within {timeout_s}s")
+
+
+def test_a_sigkilled_worker_leaves_no_child_that_swallows_the_next_job(
+    proxy_url: str, jobs_env: JobsEnv
+) -> None:
+    env = jobs_env.worker_env(proxy_url)
+    log = jobs_env.tmp / "workers.log"
+    first = start_worker(env, log=log)
+    children: list[int] = []
+    try:
+        children = wait_for(lambda: descendants(first.pid), 30)  # RQ's scheduler
+        time.sleep(1.5)  # the worker is now waiting in its blocking dequeue
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait(timeout=10)
+        wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in children), 5)
+
+        job = api.enqueue_export(
+            room_ref="Project Beta", requested_by="U1", redis=jobs_env.redis,
+            engine=jobs_env.engine, client=VdrClient(proxy_url),
+            local_root=str(jobs_env.tmp / "out"))
+        second = start_worker(env, log=log)
+        try:
+            done = lambda: store.get_job(jobs_env.engine, job.id).state == "succeeded"  # type: ignore[union-attr]  # noqa: E731
+            wait_for(done, 20)
+        finally:
+            kill_hard(second)
+    finally:
+        if first.poll() is None:
+            kill_hard(first)
+        for pid in children:  # without the fix they outlive the worker: end them here
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        print(log.read_text(errors="replace") if log.exists() else "")
+
+
+def test_a_job_a_dead_worker_took_but_never_started_is_put_back_on_its_queue(
+    jobs_env: JobsEnv
+) -> None:
+    queue = Queue("vdr-test-recover", connection=jobs_env.redis)
+    rq_job = queue.enqueue("builtins.print", "x")
+    jobs_env.redis.lmove(queue.key, queue.intermediate_queue_key)  # taken, then the taker died
+
+    recovered = recover_intermediate(jobs_env.redis, [queue.name], grace_s=0.2)
+
+    assert recovered == [rq_job.id]
+    assert queue.job_ids == [rq_job.id]
+    assert jobs_env.redis.llen(queue.intermediate_queue_key) == 0
