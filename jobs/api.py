@@ -167,10 +167,14 @@ def _run_inline(spec: ExportSpec, services: export_engine.Services) -> Report | 
     try:
         numbers = export_engine.plan(spec, services) or []
         export_engine.run_shards(spec, numbers, services)
+        if export_engine.shards_ready_for_finalize(JobState(services.redis, spec.job_id)):
+            return export_engine.finalize(spec, services)
     except (*PERMANENT_ERRORS, JobsError, VdrError) as error:
         return export_engine.fail_job(spec, services, f"{type(error).__name__}: {error}")
-    if export_engine.shards_ready_for_finalize(JobState(services.redis, spec.job_id)):
-        return export_engine.finalize(spec, services)
+    except Exception as error:  # closed here, or the reaper hands its steps to workers forever
+        log.error("job %s: inline export stopped: %r", spec.job_id, error,
+                  exc_info=log.isEnabledFor(logging.DEBUG))
+        return export_engine.fail_job(spec, services, f"{type(error).__name__}: {error}")
     return None
 
 

@@ -11,6 +11,8 @@ import getpass
 import json
 import logging
 import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -21,7 +23,16 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from vdr_client import AmbiguousRoom, NotFound, TransportError, Unauthorized, VdrError
+from vdr_client import (
+    AmbiguousRoom,
+    DeadlineExceeded,
+    NotFound,
+    RetryEvent,
+    TransportError,
+    Unauthorized,
+    VdrClient,
+    VdrError,
+)
 
 EXIT_FAILED, EXIT_NOT_FOUND, EXIT_AUTH, EXIT_UNREACHABLE, EXIT_INTERRUPTED = 1, 3, 4, 5, 130
 
@@ -88,6 +99,7 @@ def export(
 ) -> None:
     """Export ROOM (id or unambiguous name) to a local folder and/or S3, verified."""
     from jobs import api
+    from jobs.engine import Services
     from jobs.errors import JobsError
 
     if local_root is not None and not local_root.strip():
@@ -95,20 +107,26 @@ def export(
                                  param_hint="--to")
     redis, engine = _services()
     who = requested_by or getpass.getuser()
+    notice = _retry_notices()
     options = {"room_ref": room, "to_local": not no_local, "s3_url": s3_url,
-               "requested_by": who, "redis": redis, "engine": engine, "local_root": local_root}
+               "requested_by": who, "redis": redis, "engine": engine, "local_root": local_root,
+               "client": VdrClient.from_settings(on_retry=notice)}
     try:
         if enqueue:
             job = api.enqueue_export(**options)
             _console().print(f"queued export job [bold]{job.id}[/] of {escape(job.room_name)}")
             return
-        report = _run_with_progress(options)
+        services = Services(redis=redis, engine=engine, client_factory=_noticing(notice))
+        report = _run_with_progress({**options, "services": services})
     except AmbiguousRoom as error:
         raise _fail(str(error), EXIT_NOT_FOUND) from error
     except NotFound as error:
         raise _fail(f"no room {room!r}: {error}", EXIT_NOT_FOUND) from error
     except Unauthorized as error:
         raise _fail("the proxy refused the token; check VDR_API_TOKEN", EXIT_AUTH) from error
+    except DeadlineExceeded as error:
+        raise _fail(f"gave up: the proxy (VDR_API_URL) did not answer in time ({error}); check "
+                    "that it runs and VDR_API_URL points at it", EXIT_UNREACHABLE) from error
     except TransportError as error:
         raise _fail(f"cannot reach the proxy (VDR_API_URL): {error}", EXIT_UNREACHABLE) from error
     except (JobsError, VdrError) as error:
@@ -120,6 +138,43 @@ def export(
         raise click.exceptions.Exit(EXIT_INTERRUPTED)
     if report.state != "succeeded":
         raise click.exceptions.Exit(EXIT_FAILED)
+
+
+RETRY_NOTICE_EVERY_S = 2.0
+"""At most one retry notice on stderr this often: many transfers retry at once."""
+
+
+def _retry_notices() -> Callable[[RetryEvent], None]:
+    """Say on stderr that the client is retrying, so a proxy outage is not silent."""
+    console = _console(stderr=True)
+    last = [-RETRY_NOTICE_EVERY_S]
+    lock = threading.Lock()
+
+    def notice(event: RetryEvent) -> None:
+        with lock:
+            now = time.monotonic()
+            if now - last[0] < RETRY_NOTICE_EVERY_S:
+                return
+            last[0] = now
+        console.print(f"[yellow]proxy unreachable or failing[/] ({escape(event.reason)}), "
+                      f"retrying (attempt {event.attempt}, next in {event.delay_s:.1f}s)")
+
+    return notice
+
+
+def _noticing(notice: Callable[[RetryEvent], None]) -> Callable[..., VdrClient]:
+    """A client factory for the engine whose retries are counted by the job and shown here."""
+    def factory(**kwargs: Any) -> VdrClient:
+        counted = kwargs.pop("on_retry", None)
+
+        def both(event: RetryEvent) -> None:
+            if counted is not None:
+                counted(event)
+            notice(event)
+
+        return VdrClient.from_settings(on_retry=both, **kwargs)
+
+    return factory
 
 
 def _run_with_progress(options: dict[str, Any]) -> Any:

@@ -14,10 +14,11 @@ import pytest
 from click.testing import CliRunner
 from rq import Queue
 
-from jobs import api, store
-from jobs.state import JobState
+from jobs import api, defaults, store
+from jobs.state import JobState, active_jobs
+from jobs.tasks import requeue_abandoned
 from jobs.worker import recover_intermediate
-from proxy import DirectoryBackend, ProxyServer
+from proxy import DirectoryBackend, FaultConfig, ProxyServer
 from tests.fixtures.jobs import JobsEnv, descendants, kill_hard, start_worker
 from tests.fixtures.services import free_port
 from vdr_client import VdrClient
@@ -214,3 +215,33 @@ def test_a_job_a_dead_worker_took_but_never_started_is_put_back_on_its_queue(
     assert recovered == [rq_job.id]
     assert queue.job_ids == [rq_job.id]
     assert jobs_env.redis.llen(queue.intermediate_queue_key) == 0
+
+
+def test_inline_export_says_on_stderr_that_it_retries_a_failing_proxy(
+    jobs_env: JobsEnv, make_proxy: Callable[..., ProxyServer], directory_root: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    server = make_proxy(DirectoryBackend(directory_root), faults=FaultConfig(p5xx=0.5, seed=3))
+    monkeypatch.setenv("VDR_API_URL", server.url)
+    get_settings.cache_clear()
+
+    code, output = vdr("export", "Project Beta", "--to", str(jobs_env.tmp / "out"))
+
+    assert code == 0 and "succeeded" in output, output
+    assert "retrying (attempt" in output
+
+
+def test_an_inline_export_that_fails_at_its_end_leaves_no_step_for_the_workers(
+    proxy_url: str, jobs_env: JobsEnv
+) -> None:
+    out = jobs_env.tmp / "out"
+    assert vdr("export", "Project Beta", "--to", str(out))[0] == 0
+    manifest = next(out.iterdir()) / defaults.MANIFEST_NAME
+    manifest.unlink()
+    manifest.mkdir()  # the manifest cannot be written: the job fails in its last step
+
+    code, output = vdr("export", "Project Beta", "--to", str(out))
+
+    assert code == 1 and "failed" in output and "Traceback" not in output, output
+    assert active_jobs(jobs_env.redis) == []
+    assert requeue_abandoned(jobs_env.redis) == []
