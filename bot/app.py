@@ -26,6 +26,35 @@ from vdr_ops.settings import Settings, get_settings
 
 log = logging.getLogger("vdr.bot")
 
+
+class _BoltNoise(logging.Filter):
+    """Drops two of Bolt's log lines: one that is wrong for us, one that can leak a secret.
+
+    `vdr bot` builds its WebClient from SLACK_BOT_TOKEN and Bolt reads the same variable
+    again, then warns that the token is unused. Bolt also logs the whole body of a request
+    whose signature fails (response_url, trigger_id ...); `bot.server` rejects those before
+    Bolt sees them, and this is the second lock.
+    """
+
+    DROPPED = ("As you gave `client` as well", "Invalid request signature detected")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.DROPPED)
+
+
+bolt_log = logging.getLogger("vdr.bot.bolt")
+"""Bolt's base logger: each of Bolt's loggers copies its filters when the app is built."""
+bolt_log.addFilter(_BoltNoise())
+
+
+class SlackApp(App):
+    """Bolt's App, which also tells the HTTP front (`bot.server`) its signing secret."""
+
+    def __init__(self, *, signing_secret: str, **kwargs: Any) -> None:
+        super().__init__(signing_secret=signing_secret, **kwargs)
+        self.signing_secret = signing_secret
+
+
 def create_app(settings: Settings | None = None, *, web_client: WebClient | None = None,
                redis: Redis | None = None, engine: sa.Engine | None = None,
                vdr_client: VdrClient | None = None, deps: Deps | None = None) -> App:
@@ -36,8 +65,8 @@ def create_app(settings: Settings | None = None, *, web_client: WebClient | None
     """
     deps = deps or _deps(settings or get_settings(), web_client, redis, engine, vdr_client)
     secret = deps.settings.slack_signing_secret
-    app = App(
-        name="vdr-ops", client=deps.client,
+    app = SlackApp(
+        name="vdr-ops", client=deps.client, logger=bolt_log,
         signing_secret=secret.get_secret_value() if secret else "",
         process_before_response=False, raise_error_for_unhandled_request=False,
     )

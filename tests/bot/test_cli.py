@@ -82,3 +82,30 @@ def test_vdr_bot_says_which_credential_is_missing(fake_slack: FakeSlack, redis_u
                           timeout=60)
     assert done.returncode == 2
     assert "SLACK_SIGNING_SECRET is not set" in done.stderr
+
+
+def test_vdr_bot_starts_without_warnings_and_refuses_bad_timestamps_quietly(
+        fake_slack: FakeSlack, redis_url: str, tmp_path: Path) -> None:
+    env = bot_env(fake_slack, redis_url, tmp_path)
+    env["VDR_LOG_LEVEL"] = "DEBUG"  # whatever the operator turns up, no body may show
+    port = free_port()
+    process = subprocess.Popen([VDR, "bot", "--host", "127.0.0.1", "--port", str(port)],
+                               env=env, cwd=tmp_path, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    body = "command=/vdr&text=secret-words&response_url=https%3A%2F%2Fhooks.example%2Fleak"
+    try:
+        wait_until_healthy(f"http://127.0.0.1:{port}", process)
+        answers = [httpx.post(f"http://127.0.0.1:{port}/slack/events", content=body, headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-Slack-Request-Timestamp": timestamp, "X-Slack-Signature": "v0=" + "0" * 64,
+        }).status_code for timestamp in ("abc", "-1", str(int(time.time())))]
+    finally:
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=15)
+
+    assert answers == [401, 401, 401]
+    warnings = [line for line in output.splitlines() if " WARNING " in line]
+    assert len(warnings) == 3 and all("refused a request" in line for line in warnings), output
+    assert "As you gave" not in output
+    assert "Traceback" not in output and "invalid literal" not in output
+    assert "secret-words" not in output and "hooks.example" not in output

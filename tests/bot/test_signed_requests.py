@@ -6,10 +6,11 @@ events to the app on 127.0.0.1, and answers the app's Web API calls through a re
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, unquote, urlencode
 
 import pytest
 from redis import Redis
@@ -80,15 +81,21 @@ def _command_body(slack: FakeSlack, text: str, user: str) -> str:
                       "response_url": slack.slack._response_url(CHANNEL, user, None)})
 
 
-@pytest.mark.parametrize("tamper", ["forged", "old", "missing"])
-def test_bad_signature_gets_401_and_does_nothing(fake_slack: FakeSlack, bot: Any,
-                                                 tamper: str) -> None:
+@pytest.mark.parametrize("tamper", ["forged", "old", "missing", "malformed", "future"])
+def test_bad_signature_gets_401_does_nothing_and_logs_no_body(
+        fake_slack: FakeSlack, bot: Any, tamper: str, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
     body = _command_body(fake_slack, "settings", ADMIN)
     if tamper == "forged":
         headers = fake_slack.slack.sign(body)
         headers["X-Slack-Signature"] = "v0=" + "0" * 64
     elif tamper == "old":
         headers = fake_slack.slack.sign(body, timestamp=int(time.time()) - 6 * 60)
+    elif tamper == "future":
+        headers = fake_slack.slack.sign(body, timestamp=int(time.time()) + 6 * 60)
+    elif tamper == "malformed":
+        headers = fake_slack.slack.sign(body)
+        headers["X-Slack-Request-Timestamp"] = "abc"
     else:
         headers = {}
     calls_before = len(fake_slack.calls())
@@ -99,6 +106,11 @@ def test_bad_signature_gets_401_and_does_nothing(fake_slack: FakeSlack, bot: Any
     settled()
     assert fake_slack.calls()[calls_before:] == []
     assert fake_slack.open_modal(ADMIN) is None
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "refused a request" in logged
+    assert "response_url" not in logged and "trigger_id" not in logged
+    assert parse_qs(body)["response_url"][0] not in unquote(logged)
 
 
 def test_correctly_signed_copy_of_the_same_body_is_served(fake_slack: FakeSlack,
