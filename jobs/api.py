@@ -280,7 +280,7 @@ def _prepare(
         parse_s3_url(s3_url)
     runtime = load_runtime_settings(engine, redis)
     limits = EngineConfig()
-    room = _resolve_room(room_ref, client)
+    room, api_url = _resolve_room(room_ref, client)
     spec = ExportSpec(
         job_id=store.new_id(), room_id=room.id, room_name=room.name,
         root_folder_id=room.root_folder_id, room_folder=room_folder_name(room),
@@ -288,6 +288,7 @@ def _prepare(
         s3_url=s3_url.rstrip("/") if s3_url else None, requested_by=requested_by,
         concurrency=concurrency or runtime.concurrency, queue=queue or process_defaults.QUEUE_NAME,
         shard_max_files=limits.shard_max_files, shard_max_bytes=limits.shard_max_bytes,
+        api_url=api_url,
     )
     running = store.find_active_job(engine, room.id, spec.destination_urls())
     if running is not None and job_abandoned(redis, running.id):
@@ -305,11 +306,12 @@ def _prepare(
     return spec, record
 
 
-def _resolve_room(room_ref: str, client: VdrClient | None) -> Any:
+def _resolve_room(room_ref: str, client: VdrClient | None) -> tuple[Any, str]:
+    """The room, and the URL of the proxy that knows it by that id."""
     if client is not None:
-        return client.find_room(room_ref)
+        return client.find_room(room_ref), client.base_url
     with VdrClient.from_settings() as own:
-        return own.find_room(room_ref)
+        return own.find_room(room_ref), own.base_url
 
 
 def _audit_request(engine: sa.Engine, spec: ExportSpec, origin: dict[str, Any] | None) -> None:

@@ -41,6 +41,10 @@ class ExportSpec(BaseModel):
     shard_max_files: int = defaults.SHARD_MAX_FILES
     shard_max_bytes: int = defaults.SHARD_MAX_BYTES
     queue: str = Field(default=process_defaults.QUEUE_NAME, description="RQ queue of its tasks.")
+    api_url: str | None = Field(
+        default=None, description="The proxy the room was resolved on: room ids are only "
+        "unique within one proxy, so workers using another one refuse the job."
+    )
 
     def destination_urls(self) -> list[str]:
         """Where the room lands, as shown to people: local folder and S3 prefix."""

@@ -56,6 +56,7 @@ def run_export_plan(job_id: str) -> int:
     """List the room, store its shards and queue them; returns the number of shards."""
     services, spec = _context(job_id)
     with _fail_job_when_hopeless(spec, services):
+        _refuse_another_proxy(spec)
         numbers = engine.plan(spec, services)
         states = JobState(services.redis, job_id).tasks()
         for number in numbers or []:
@@ -71,6 +72,7 @@ def run_export_shard(job_id: str, number: int) -> list[int]:
     services, spec = _context(job_id)
     state = JobState(services.redis, job_id)
     try:
+        _refuse_another_proxy(spec)
         finished = engine.run_shards(spec, [number], services)
     except Exception:
         if _last_attempt():
@@ -215,6 +217,20 @@ def _fail_job_when_hopeless(spec: ExportSpec, services: engine.Services) -> Iter
         if _last_attempt():
             engine.fail_job(spec, services, f"{type(error).__name__}: {error}")
         raise
+
+
+def _refuse_another_proxy(spec: ExportSpec) -> None:
+    """Refuse a job queued against another proxy: ids repeat between proxies, so this worker
+    could archive a different room under the job's room name and call it a success."""
+    from vdr_ops.settings import get_settings
+
+    mine = get_settings().vdr_api_url.rstrip("/")
+    if spec.api_url is not None and spec.api_url.rstrip("/") != mine:
+        raise InvalidRequest(
+            f"the job was queued against the proxy at {spec.api_url} but this worker's "
+            f"VDR_API_URL is {mine}: refused, so no other room is archived under the name "
+            f"{spec.room_name!r}; run workers with VDR_API_URL={spec.api_url}"
+        )
 
 
 def _queue_finalize_if_ready(services: engine.Services, spec: ExportSpec) -> None:

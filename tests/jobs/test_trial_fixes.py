@@ -245,3 +245,23 @@ def test_an_inline_export_that_fails_at_its_end_leaves_no_step_for_the_workers(
     assert code == 1 and "failed" in output and "Traceback" not in output, output
     assert active_jobs(jobs_env.redis) == []
     assert requeue_abandoned(jobs_env.redis) == []
+
+
+def test_a_worker_on_another_proxy_refuses_the_job_instead_of_archiving_another_room(
+    jobs_env: JobsEnv, make_proxy: Callable[..., ProxyServer], directory_root: Path
+) -> None:
+    queued_on = make_proxy(DirectoryBackend(directory_root))
+    elsewhere = make_proxy(DirectoryBackend(directory_root))  # same ids, another proxy
+    job = api.enqueue_export(
+        room_ref="Project Beta", requested_by="U1", redis=jobs_env.redis,
+        engine=jobs_env.engine, client=VdrClient(queued_on.url),
+        local_root=str(jobs_env.tmp / "out"))
+    log = jobs_env.tmp / "worker.log"
+
+    worker = start_worker(jobs_env.worker_env(elsewhere.url), "--burst", log=log)
+    assert worker.wait(timeout=60) == 0, log.read_text()
+
+    failed = store.get_job(jobs_env.engine, job.id)
+    assert failed is not None and failed.state == "failed"
+    assert "VDR_API_URL" in (failed.error or "") and queued_on.url in (failed.error or "")
+    assert not (jobs_env.tmp / "out").exists() or not any((jobs_env.tmp / "out").iterdir())
