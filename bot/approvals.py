@@ -415,7 +415,7 @@ def approval_card(approval: Approval, override: Override | None = None) -> views
             f"{views.escape(views.clip(override.reason or 'none given', 1000))}"))
     blocks.append(_decision_block(approval))
     blocks.append(views.context(f"Request `{approval.id}`"))
-    text = f"{_TITLE[approval.action]} of {approval.room_name} requested: {approval.state}"
+    text = f"{_TITLE[approval.action]} of {name} requested: {approval.state}"
     return views.message(text, blocks)
 
 
@@ -487,7 +487,7 @@ def refusal_message(room: Room, verdict: guard.GuardVerdict, *, offer_override: 
                                                  style="danger")))
         blocks.append(views.context("An override purges without a verified archive; you will "
                                     "have to type the room's exact name, and it is recorded."))
-    return views.message(f"Purge of {room.name} refused: {verdict.problem}", blocks)
+    return views.message(f"Purge of {name} refused: {problem}", blocks)
 
 
 def _differences(verdict: guard.GuardVerdict) -> str:

@@ -89,7 +89,7 @@ def guarded(reply: Reply, work: Callable[[], None]) -> None:
     except BotError as error:
         reply.send(views.error_message(str(error)))
     except VdrError as error:
-        reply.send(views.error_message(vdr_problem(error)))
+        reply.send(views.notice(f":warning: {vdr_problem(error)}"))  # mrkdwn, escaped
 
 
 def run_command(deps: Deps, command: grammar.Command, reply: Reply) -> None:
@@ -151,7 +151,7 @@ def find_room(deps: Deps, reply: Reply, ref: str) -> Room | None:
     except AmbiguousRoom as error:
         reply.send(views.ambiguous_rooms(ref, error.candidates, error.total))
     except VdrError as error:
-        reply.send(views.error_message(vdr_problem(error, ref)))
+        reply.send(views.notice(f":warning: {vdr_problem(error, ref)}"))
     return None
 
 

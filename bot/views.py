@@ -225,7 +225,11 @@ def confirm_dialog(title: str, text: str, yes: str) -> dict[str, Any]:
 
 
 def message(text: str, blocks: list[Block]) -> Message:
-    """A message payload: `text` is the notification and screen-reader fallback."""
+    """A message payload: `text` is the notification and screen-reader fallback.
+
+    Slack reads `text` as mrkdwn, so whatever a user or the VDR supplied in it must already be
+    escaped like block text: a room named `<!channel>` would otherwise ping the channel.
+    """
     return {"text": clip(text, blockkit.MESSAGE_TEXT_MAX),
             "blocks": blocks[: blockkit.MESSAGE_BLOCKS_MAX]}
 
@@ -259,19 +263,19 @@ def help_message(topic: str | None = None, problem: str | None = None) -> Messag
     """Usage of every command, or of `topic`; `problem` (what was wrong) goes first."""
     blocks: list[Block] = []
     if problem:
-        blocks.append(section(f":warning: {problem}"))
+        blocks.append(section(f":warning: {escape(problem)}"))
     verbs = [topic] if topic in _USAGE else list(VERBS)
     lines = [f"`/vdr {_USAGE[v][0]}`\n{_USAGE[v][1]}" for v in verbs]
     blocks.extend(sections("\n\n".join(lines)))
     if topic not in _USAGE:
         blocks.append(context("Rooms can be named by id, by exact name, or by a unique part of "
                               "the name; quote names with spaces if you like."))
-    fallback = problem or "Commands of /vdr"
+    fallback = escape(problem) if problem else "Commands of /vdr"
     return message(fallback, blocks)
 
 
 def error_message(text: str) -> Message:
-    return message(text, [section(f":warning: {escape(text)}")])
+    return message(escape(text), [section(f":warning: {escape(text)}")])
 
 
 def notice(text: str) -> Message:
@@ -332,7 +336,7 @@ def search_results(search: Search, rooms: Sequence[Room], *, page: int, first: i
         paging.append(button("Next ▶", f"{SEARCH_PAGE}:next", f"{session}:{page + 1}"))
     if paging:
         blocks.append(actions(*paging))
-    return message(f"Rooms matching {render_search(search)} ({span})", blocks)
+    return message(f"Rooms matching {escape(render_search(search))} ({span})", blocks)
 
 
 def room_details(room: Room, price_per_gb_month: float) -> Message:
@@ -359,7 +363,7 @@ def room_details(room: Room, price_per_gb_month: float) -> Message:
                 button("Purge…", ROOM_PURGE, room.id, style="danger")),
         context(f"Room id `{escape(clip(room.id, 200))}`"),
     ]
-    return message(f"Room {room.name}", blocks)
+    return message(f"Room {escape(room.name)}", blocks)
 
 
 def ambiguous_rooms(ref: str, candidates: Sequence[Room], total: int) -> Message:
@@ -367,7 +371,7 @@ def ambiguous_rooms(ref: str, candidates: Sequence[Room], total: int) -> Message
     more = f" (showing {len(shown)})" if total > len(shown) else ""
     intro = section(f"{total} rooms match `{escape(clip(ref, 200))}`{more}. Pick one, or give "
                     "the room's id or exact name.")
-    return message(f"{total} rooms match {ref}", [intro, *room_rows(shown)])
+    return message(f"{total} rooms match {escape(ref)}", [intro, *room_rows(shown)])
 
 
 # -- modals ------------------------------------------------------------------------------------
@@ -478,7 +482,7 @@ def job_message(job: JobRecord, progress: ProgressLike | None) -> Message:
         blocks.append(actions(_cancel_button(job)))
     else:
         blocks.append(context("The report is in the thread."))
-    return message(f"{job.kind.capitalize()} of {job.room_name}: {job.state}", blocks)
+    return message(f"{job.kind.capitalize()} of {escape(job.room_name)}: {job.state}", blocks)
 
 
 def _cancel_button(job: JobRecord) -> dict[str, Any]:
@@ -546,7 +550,8 @@ def report_message(report: Report) -> Message:
         blocks.extend(sections(failures_text(report.failures, report.files_failed)))
     if report.manifest_locations:
         blocks.extend(sections("*Manifest*\n" + _bullets(report.manifest_locations)))
-    return message(f"{report.kind.capitalize()} of {report.room_name}: {report.state}", blocks)
+    return message(f"{report.kind.capitalize()} of {escape(report.room_name)}: {report.state}",
+                   blocks)
 
 
 def failures_text(failures: Sequence[dict[str, str]], total: int | None = None) -> str:

@@ -175,3 +175,57 @@ def test_human_bytes(count: int, shown: str) -> None:
 @pytest.mark.parametrize(("seconds", "shown"), [(4, "4s"), (65, "1m 05s"), (3725, "1h 02m")])
 def test_human_duration(seconds: float, shown: str) -> None:
     assert views.human_duration(seconds) == shown
+
+
+PINGS = ("<!channel>", "<!here>", "<@U0EVIL>", "<https://evil.example|click>")
+NASTY = "Deal " + " & ".join(PINGS)
+"""A room (or search, or error) naming every kind of Slack link and mention."""
+
+
+def every_mrkdwn_text(payload: Any) -> list[str]:
+    """The message's `text` and every mrkdwn text inside it: what Slack parses for mentions."""
+    found = [str(payload.get("text"))] if isinstance(payload.get("text"), str) else []
+    stack = list(payload.get("blocks") or [])
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if node.get("type") == "mrkdwn":
+                found.append(str(node.get("text")))
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return found
+
+
+def test_hostile_names_reach_no_text_field_unescaped() -> None:
+    from bot import approvals
+    from jobs.approvals import Approval, RequestFacts
+    from jobs.guard import GuardVerdict
+
+    facts = RequestFacts(status="active", owner=NASTY, total_bytes=10, deleted_bytes=0,
+                         file_count=1, folder_count=1, last_activity_at=NOW,
+                         price_per_gb_month=0.1, monthly_saving=0.0)
+    approval = Approval(id="a1", action="purge", room_id="r1", room_name=NASTY, room_etag="e",
+                        requested_by="U1", requested_at=NOW, expires_at=NOW, state="pending",
+                        facts=facts)
+    verdict = GuardVerdict(room_id="r1", room_name=NASTY, room_etag="e", ok=False,
+                           problem=NASTY)
+    payloads = [
+        views.room_details(room(1, name=NASTY), 0.5),
+        views.ambiguous_rooms(NASTY, [room(1, name=NASTY)], 2),
+        views.search_results(Search(text=NASTY), [room(1, name=NASTY)], page=0, first=1,
+                             session="s", has_next=False),
+        views.job_message(job(name=NASTY), None),
+        views.report_message(report(name=NASTY)),
+        views.error_message(NASTY),
+        views.help_message(None, problem=NASTY),
+        approvals.approval_card(approval),
+        approvals.refusal_message(room(1, name=NASTY), verdict, offer_override=True,
+                                  channel="C1"),
+    ]
+    for payload in payloads:
+        texts = every_mrkdwn_text(payload)
+        assert any("&lt;!channel&gt;" in text for text in texts), texts
+        for text in texts:
+            assert not [ping for ping in PINGS if ping in text], text
+            assert "&amp;lt;" not in text, text  # escaped once, not twice
