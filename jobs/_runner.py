@@ -126,8 +126,8 @@ class ShardRunner:
         with self._lock:
             moved = entry.size - self._reported.pop(entry.item_id, 0)
         moved = moved if entry.status == "exported" else 0
-        if earlier is not None and earlier.status != "failed" and entry.status == "verified":
-            return  # intact since that run: its entry stays
+        if earlier is not None and earlier.status == "verified" and entry.status == "verified":
+            return  # already counted as kept by that run
         counters = _minus(_contribution(entry), _contribution(earlier))
         self._recorder.add(entry, {**counters, "bytes_moved": moved})
         maybe_emit_progress(self.services.redis, self.spec.job_id, self.config.progress_interval_s)

@@ -15,11 +15,13 @@ from click.testing import CliRunner
 from rq import Queue
 
 from jobs import api, defaults, store
-from jobs.state import JobState, active_jobs
+from jobs import engine as export_engine
+from jobs.plan import ExportSpec
+from jobs.state import JobState, active_jobs, shard_task
 from jobs.tasks import requeue_abandoned
 from jobs.worker import recover_intermediate
 from proxy import DirectoryBackend, FaultConfig, ProxyServer
-from tests.fixtures.jobs import JobsEnv, descendants, kill_hard, start_worker
+from tests.fixtures.jobs import JobsEnv, descendants, export_services, kill_hard, start_worker
 from tests.fixtures.services import free_port
 from vdr_client import VdrClient
 from vdr_ops.cli import main
@@ -265,3 +267,26 @@ def test_a_worker_on_another_proxy_refuses_the_job_instead_of_archiving_another_
     assert failed is not None and failed.state == "failed"
     assert "VDR_API_URL" in (failed.error or "") and queued_on.url in (failed.error or "")
     assert not (jobs_env.tmp / "out").exists() or not any((jobs_env.tmp / "out").iterdir())
+
+
+def test_a_resumed_shard_counts_the_files_it_kept_as_already_there(
+    proxy_url: str, jobs_env: JobsEnv
+) -> None:
+    services = export_services(proxy_url, jobs_env)
+    job = api.enqueue_export(
+        room_ref="Project Beta", requested_by="U1", redis=jobs_env.redis,
+        engine=jobs_env.engine, client=VdrClient(proxy_url),
+        local_root=str(jobs_env.tmp / "out"))
+    state = JobState(jobs_env.redis, job.id)
+    spec = ExportSpec.model_validate(state.load_spec())
+    numbers = export_engine.plan(spec, services) or []
+    export_engine.run_shards(spec, numbers, services)
+    for number in numbers:  # its worker died after the files, before saying the shard was done
+        state.set_task(shard_task(number), "running")
+
+    export_engine.run_shards(spec, numbers, services)
+
+    report = export_engine.finalize(spec, services)
+    assert report is not None and report.state == "succeeded"
+    assert report.files_done == report.files_total == 3
+    assert report.files_skipped == 3
