@@ -121,7 +121,7 @@ def _run(stack: contextlib.ExitStack, out: Console, *, root: Path | None, redis_
         out.print("\nvdr demo: stopping…", style="dim")
         return 130
     except DemoError as error:
-        out.print(f"vdr demo: {error}", style="bold red")
+        out.print(f"vdr demo: {error}", style="bold red", markup=False)
         return 2
 
 
@@ -396,6 +396,8 @@ def _stop_child(child: subprocess.Popen[bytes], name: str, signals: list[int]) -
 
 def _say_what_runs(out: Console, root: Path | None, proxy_url: str, redis_label: str,
                    worker_label: str, engine: Any) -> None:
+    from bot.console._mrkdwn import visible
+
     rooms = f"the folders of {root} as rooms" if root else \
         f"{SYNTHETIC_ROOMS + 1} synthetic rooms (the small one: “{FALCON}”)"
     lines = [
@@ -407,7 +409,7 @@ def _say_what_runs(out: Console, root: Path | None, proxy_url: str, redis_label:
     ]
     out.print("vdr demo", style="bold")
     for line in lines:
-        out.print("  " + line, style="dim")
+        out.print("  " + visible(line), style="dim", markup=False)  # paths are anyone's
 
 
 def _log_to(path: Path) -> None:

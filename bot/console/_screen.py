@@ -15,12 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rich.console import Console, RenderableType
-from rich.emoji import Emoji
 from rich.padding import Padding
 from rich.text import Text
 
 from bot.console._controls import Controls, Place
-from bot.console._mrkdwn import unescape
+from bot.console._mrkdwn import NameOf, to_text, unescape, visible
 from bot.console._render import Renderer, clock
 from bot.console._workspace import Workspace
 from bot.fake_slack import Message, View
@@ -34,7 +33,7 @@ class Shown:
     """One drawing: its plain text, the complaint it carries, and whether the app drew it."""
 
     text: str
-    complaint: str | None = None
+    complaint: Text | None = None
     from_app: bool = True
     """False for the console's own lines (echoed input, notes), which `expect` must not see."""
 
@@ -120,10 +119,12 @@ class Screen:
         drawing = self.renderer.message(heading, message.text, message.blocks, place, files)
         if message.thread_ts and message.thread_ts != message.ts:
             drawing = Padding(drawing, (0, 0, 0, 4), expand=False)
-        self._print(drawing, complaint_of(message.text, message.blocks))
+        self._print(drawing, complaint_of(message.text, message.blocks, self.workspace.name_of))
 
     def _heading(self, message: Message, change: str) -> Text:
-        name = self.workspace.name_of
+        def name(ref: str) -> str:
+            return visible(self.workspace.name_of(ref))
+
         heading = Text()
         if change == "edited":
             heading.append("✎ ", style="yellow")
@@ -146,7 +147,7 @@ class Screen:
         if parent is None:
             return "a deleted message"
         first = unescape(parent.text or "").splitlines()[0] if parent.text else "a message"
-        return f"“{first[:60]}{'…' if len(first) > 60 else ''}”"
+        return visible(f"“{first[:60]}{'…' if len(first) > 60 else ''}”")
 
     def _file_line(self, file_id: str) -> str:
         found = self.workspace.fake.file(file_id)
@@ -154,7 +155,7 @@ class Screen:
             return file_id
         size = len(found.content or b"")
         title = f" — {found.title}" if found.title and found.title != found.filename else ""
-        return f"{found.filename} ({size:,} bytes){title}"
+        return visible(f"{found.filename} ({size:,} bytes){title}")
 
     # -- views -----------------------------------------------------------------------------------
 
@@ -162,7 +163,7 @@ class Screen:
         if view.closed:
             self.drafts.pop(view.id, None)
             title = (view.body.get("title") or {}).get("text") or "modal"
-            self._print(Text(f"(the “{title}” modal of {self._whose(view.user)} closed)",
+            self._print(Text(visible(f"(the “{title}” modal of {self._whose(view.user)} closed)"),
                              style="dim"))
             return
         self.draw_view(view)
@@ -176,10 +177,11 @@ class Screen:
             else:
                 modal_title = (body.get("title") or {}).get("text") or "Modal"
                 title = f"{modal_title} — modal of {self._whose(view.user)}"
-            drawing = self.renderer.view(body, Place(view_id=view.id), title=title,
+            drawing = self.renderer.view(body, Place(view_id=view.id), title=visible(title),
                                          draft=self.drafts.get(view.id),
                                          errors=self.errors.get(view.id))
-            self._print(drawing, complaint_of("", list(body.get("blocks") or [])))
+            self._print(drawing, complaint_of("", list(body.get("blocks") or []),
+                                              self.workspace.name_of))
 
     def _whose(self, user: str) -> str:
         return "you" if user == self.viewer else self.workspace.name_of(user)
@@ -190,7 +192,7 @@ class Screen:
         """A line of the console's own (not the app's)."""
         self._print(Text(text, style=style) if isinstance(text, str) else text, from_app=False)
 
-    def _print(self, drawing: RenderableType, complaint: str | None = None, *,
+    def _print(self, drawing: RenderableType, complaint: Text | None = None, *,
                from_app: bool = True) -> None:
         with self.lock:
             if self.at_prompt:
@@ -200,13 +202,17 @@ class Screen:
             self._log.append(Shown(_plain(drawing, self.out.width), complaint, from_app))
 
 
-def complaint_of(text: str, blocks: list[dict[str, Any]]) -> str | None:
-    """The first line of a message that opens with a warning, error or refusal mark."""
+def complaint_of(text: str, blocks: list[dict[str, Any]],
+                 name_of: NameOf = str) -> Text | None:
+    """The first line of a message that opens with a warning, error or refusal mark.
+
+    Drawn as Slack shows it (mentions as @name, bold as bold), to quote in a failure line.
+    """
     candidates = [str((b.get("text") or {}).get("text") or "") for b in blocks
                   if b.get("type") == "section"] or [text]
     for candidate in candidates:
         if candidate.lstrip().startswith(COMPLAINT_MARKS):
-            return Emoji.replace(unescape(candidate.strip().splitlines()[0]))
+            return to_text(candidate.strip().splitlines()[0], name_of)
     return None
 
 

@@ -93,7 +93,8 @@ class Session:
             try:
                 self.execute(line)
             except ConsoleError as error:
-                self.screen.say(f"✗ line {number} failed: {error}", "bold red")
+                self.screen.say(Text.assemble(f"✗ line {number} failed: ", error.as_text(),
+                                              style="bold red"))
                 return 1
             if self.stopped:
                 break
@@ -184,7 +185,8 @@ class Session:
             raise SlackCallFailed(f"Slack refused the app's {call.method}: {call.error}")
         complaints = [s.complaint for s in self.screen.since(mark) if s.complaint]
         if complaints:
-            raise BotComplained(f"the app answered: {complaints[0]}")
+            said = Text.assemble("the app answered: ", complaints[0])
+            raise BotComplained(said.plain, shown=said)
 
     # -- buttons and menus -----------------------------------------------------------------------
 
@@ -419,7 +421,8 @@ class Session:
         try:
             self.execute(rest)
         except ConsoleError as error:
-            self.screen.say(f"(failed, as allowed: {error})", "yellow")
+            self.screen.say(Text.assemble("(failed, as allowed: ", error.as_text(), ")",
+                                          style="yellow"))
 
     def _help(self, rest: str) -> None:
         lines = textwrap.dedent(__doc__.split("\n\n")[1]) if __doc__ else ""

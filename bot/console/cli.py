@@ -71,7 +71,7 @@ def run(workspace: Workspace, *, script: Iterable[str] | None, person: str = DEF
         session = Session(workspace, out, person=person, channel=channel, timing=timing,
                           confirm=confirm)
     except ConsoleError as error:
-        out.print(f"vdr console: {error}", style="bold red")
+        out.print(Text.assemble("vdr console: ", error.as_text(), style="bold red"))
         return 2
     if not interactive:
         return session.run_script(script if script is not None else sys.stdin)
@@ -101,7 +101,7 @@ def chat(session: Session, out: Console) -> int:
             try:
                 session.execute(line)
             except ConsoleError as error:
-                out.print(f"✗ {error}", style="bold red")
+                out.print(Text.assemble("✗ ", error.as_text(), style="bold red"))
     except KeyboardInterrupt:
         out.print()
     finally:

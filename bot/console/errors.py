@@ -9,9 +9,22 @@
 
 from __future__ import annotations
 
+from rich.text import Text
+
 
 class ConsoleError(Exception):
-    """A console line failed; the message says what went wrong and what to try."""
+    """A console line failed; the message says what went wrong and what to try.
+
+    `shown` is the message as drawn, when it quotes the app (its bold, its @mentions).
+    """
+
+    def __init__(self, message: str, *, shown: Text | None = None) -> None:
+        super().__init__(message)
+        self.shown = shown
+
+    def as_text(self) -> Text:
+        """The message for the terminal: never read as Rich markup."""
+        return self.shown.copy() if self.shown is not None else Text(str(self))
 
 
 class DeliveryFailed(ConsoleError):

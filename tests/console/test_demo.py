@@ -249,3 +249,24 @@ def test_vdr_console_reads_a_script_from_standard_input(tmp_path: Path, redis_ur
     assert "✓ saw “Project Osprey”" in done.stdout
     assert "✗ line 3 failed: the app answered: ⚠ No room matches" in done.stdout
     assert "/vdr help [command]" not in done.stdout
+
+
+def test_the_demo_prints_folder_names_as_they_are_not_as_markup_or_escapes() -> None:
+    import io
+
+    import sqlalchemy as sa
+    from rich.console import Console
+
+    from vdr_ops.demo import _say_what_runs
+
+    out = io.StringIO()
+    terminal = Console(file=out, width=200, force_terminal=True, color_system="truecolor",
+                       highlight=False)  # as the demo draws
+    root = Path("/rooms/[bold red]deals[/]\x1b[2Jnew\nline")
+
+    _say_what_runs(terminal, root, "http://127.0.0.1:1", "fakeredis", "a thread",
+                   sa.create_engine("sqlite://"))
+
+    drawn = out.getvalue()
+    assert "[bold red]deals[/]␛[2Jnew␊line" in drawn
+    assert "\x1b[2J" not in drawn

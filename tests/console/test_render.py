@@ -122,12 +122,16 @@ def test_forms_show_the_draft_over_initial_values_and_errors_under_fields() -> N
     assert "submit → Go   close → Close" in drawn
 
 
+def plain_of(text: Text | None) -> str | None:
+    return None if text is None else text.plain
+
+
 def test_complaints_are_warnings_errors_and_refusals_only() -> None:
-    assert complaint_of("", views.error_message("No room matches x")["blocks"]) == \
+    assert plain_of(complaint_of("", views.error_message("No room matches x")["blocks"])) == \
         "⚠ No room matches x"
-    assert complaint_of("", views.notice(":lock: Operators only.")["blocks"]) == \
+    assert plain_of(complaint_of("", views.notice(":lock: Operators only.")["blocks"])) == \
         "🔒 Operators only."
-    assert complaint_of(":x: failed", []) == "❌ failed"
+    assert plain_of(complaint_of(":x: failed", [])) == "❌ failed"
     assert complaint_of("", views.notice(":package: Export queued")["blocks"]) is None
     assert complaint_of("", views.help_message()["blocks"]) is None
 
@@ -158,3 +162,57 @@ def test_the_public_surface_is_what_it_says() -> None:
         and not isinstance(vars(bot.console)[name], type(bot.console)))
     for name in bot.console.__all__:
         assert getattr(bot.console, name) is not None
+
+
+@pytest.mark.parametrize(("name", "shown"), [
+    ("Esc\x1b[31mRED\x1b[0m Room", "Esc␛[31mRED␛[0m Room"),
+    ("Deal ..\\evil\nroom", "Deal ..\\evil␊room"),
+    ("[bold red]Rich[/] \u202eroom", "[bold red]Rich[/] \\u202eroom"),
+])
+def test_room_names_never_reach_the_terminal_as_control_codes_or_markup(name: str,
+                                                                        shown: str) -> None:
+    controls = Controls()
+    renderer = Renderer(controls, name_of)
+    room = views.room_details(hostile_room(name), 0.5)
+    out = io.StringIO()
+    terminal = Console(file=out, width=100, color_system="truecolor", force_terminal=True)
+
+    terminal.print(renderer.message(Text("app"), room["text"], room["blocks"], Place("C1", "1")))
+    from jobs.runtime_settings import RuntimeSettings
+
+    modal = views.export_modal(hostile_room(name), RuntimeSettings(export_root="/x"), {})
+    terminal.print(renderer.view(modal,
+                                 Place(view_id="V1"), title="Export"))
+
+    drawn = out.getvalue()
+    assert "\x1b[31mRED" not in drawn and "\u202e" not in drawn
+    assert shown in drawn  # the header, and the modal's title line
+
+
+def test_a_refusal_quotes_the_app_with_names_and_bold_not_markup() -> None:
+    refusal = views.notice(":lock: <@U1> needs the *operator* role for this.")
+
+    complaint = complaint_of("", refusal["blocks"], name_of)
+
+    assert complaint is not None
+    assert complaint.plain == "🔒 @ana needs the operator role for this."
+    bold = [complaint.plain[s.start:s.end] for s in complaint.spans if "bold" in str(s.style)]
+    assert bold == ["operator"]
+    error = ConsoleError(complaint.plain, shown=complaint)
+    assert plain(Text.assemble("✗ ", error.as_text())) == \
+        "✗ 🔒 @ana needs the operator role for this.\n"
+
+
+def hostile_room(name: str) -> Any:
+    from datetime import UTC, datetime
+
+    from vdr_client import Room
+
+    now = datetime.now(UTC)
+    return Room.model_validate({
+        "id": "r1", "name": name, "status": "active",
+        "owner": {"id": "o1", "name": name, "email": "o@example.test"},
+        "created_at": now, "last_activity_at": now,
+        "size": {"active_bytes": 1, "deleted_bytes": 0, "total_bytes": 1},
+        "file_count": 1, "folder_count": 1, "root_folder_id": "f1", "etag": "e1",
+    })
