@@ -32,6 +32,7 @@ from rich.console import Console
 from rich.text import Text
 
 from bot.console._controls import Control, fold
+from bot.console._mrkdwn import to_text, visible
 from bot.console._render import chosen_values, option_values
 from bot.console._screen import Screen
 from bot.console._workspace import CHANNEL_ID, DEFAULT_PERSON, Workspace
@@ -196,7 +197,7 @@ class Session:
             raise ConsoleError("press what? `press 3`, `press Export…` or `press Export in Falcon`")
         control = self.screen.controls.find(ref, within=within)
         if control.url:
-            self.screen.say(f"(opens {control.url} in a browser)", "dim")
+            self.screen.say(visible(f"(opens {control.url} in a browser)"), "dim")
         if control.confirm and not self._confirmed(control):
             self.screen.say("(not confirmed; nothing sent)", "dim")
             return
@@ -214,7 +215,8 @@ class Session:
         dialog = control.confirm or {}
         title = (dialog.get("title") or {}).get("text") or "Are you sure?"
         body = (dialog.get("text") or {}).get("text") or ""
-        self.screen.say(Text.assemble(("? ", "bold yellow"), (title, "bold"), " ", body))
+        self.screen.say(Text.assemble(("? ", "bold yellow"), (visible(title), "bold"), " ",
+                                      to_text(body, self.workspace.name_of)))
         if self.confirm is None:
             self.screen.say("(confirmed)", "dim")
             return True
