@@ -277,7 +277,7 @@ def _prepare(
     if not to_local and not s3_url:
         raise InvalidRequest("choose a destination: the local export folder, S3, or both")
     if s3_url:
-        parse_s3_url(s3_url)
+        _check_s3_prefix(s3_url)
     runtime = load_runtime_settings(engine, redis)
     limits = EngineConfig()
     room, api_url = _resolve_room(room_ref, client)
@@ -304,6 +304,16 @@ def _prepare(
         origin=origin, created_at=store.utcnow(), idempotency_key=idempotency_key,
     )
     return spec, record
+
+
+def _check_s3_prefix(s3_url: str) -> None:
+    """Refuse `..`, `.` and empty segments: S3 keeps them literally, so `s3://b/../../x` would
+    write keys starting `../../x` that tools copying the export out resolve elsewhere."""
+    _, prefix = parse_s3_url(s3_url)
+    if not prefix or all(part not in ("", ".", "..") for part in prefix.split("/")):
+        return
+    raise InvalidRequest(f"{s3_url!r}: the S3 prefix may not contain '..', '.' or empty "
+                         "segments (//); write s3://bucket/folder/subfolder")
 
 
 def _resolve_room(room_ref: str, client: VdrClient | None) -> tuple[Any, str]:

@@ -37,12 +37,22 @@ from vdr_client import (
 EXIT_FAILED, EXIT_NOT_FOUND, EXIT_AUTH, EXIT_UNREACHABLE, EXIT_INTERRUPTED = 1, 3, 4, 5, 130
 
 
+def _shown(text: str) -> str:
+    """`text` safe to print: control characters (terminal escapes) shown as \\xNN, and rich
+    markup escaped. Room names and paths come from the data room, not from us."""
+    visible = "".join(
+        char if char.isprintable() else char.encode("unicode_escape").decode("ascii")
+        for char in text
+    )
+    return escape(visible)
+
+
 def _console(stderr: bool = False) -> Console:
     return Console(highlight=False, stderr=stderr)
 
 
 def _fail(message: str, code: int) -> click.exceptions.Exit:
-    _console(stderr=True).print(f"[bold red]error:[/] {escape(message)}")
+    _console(stderr=True).print(f"[bold red]error:[/] {_shown(message)}")
     return click.exceptions.Exit(code)
 
 
@@ -114,7 +124,7 @@ def export(
     try:
         if enqueue:
             job = api.enqueue_export(**options)
-            _console().print(f"queued export job [bold]{job.id}[/] of {escape(job.room_name)}")
+            _console().print(f"queued export job [bold]{job.id}[/] of {_shown(job.room_name)}")
             return
         services = Services(redis=redis, engine=engine, client_factory=_noticing(notice))
         report = _run_with_progress({**options, "services": services})
@@ -156,7 +166,7 @@ def _retry_notices() -> Callable[[RetryEvent], None]:
             if now - last[0] < RETRY_NOTICE_EVERY_S:
                 return
             last[0] = now
-        console.print(f"[yellow]proxy unreachable or failing[/] ({escape(event.reason)}), "
+        console.print(f"[yellow]proxy unreachable or failing[/] ({_shown(event.reason)}), "
                       f"retrying (attempt {event.attempt}, next in {event.delay_s:.1f}s)")
 
     return notice
@@ -222,7 +232,7 @@ def _show_progress(finished: threading.Event, outcome: dict[str, Any], redis: An
                TextColumn("{task.fields[files]}"), TextColumn("{task.fields[rate]}"),
                TimeRemainingColumn())
     with Progress(*columns, console=_console(stderr=True), transient=True) as bar:
-        task = bar.add_task(f"export {job.room_name}", total=None, files="", rate="")
+        task = bar.add_task(f"export {_shown(job.room_name)}", total=None, files="", rate="")
         while not finished.wait(0.25):
             progress = read_progress(job.id, redis=redis)
             bar.update(task, total=progress.bytes_total or None, completed=progress.bytes_done,
@@ -291,7 +301,7 @@ def reports(room: str | None, limit: int, as_json: bool) -> None:
     for name in ("state", "files", "size", "finished (UTC)"):
         table.add_column(name, no_wrap=True)
     for item in found:
-        table.add_row(item.id, escape(item.room_name), _state(item.state),
+        table.add_row(item.id, _shown(item.room_name), _state(item.state),
                       f"{item.files_done}/{item.files_total}", human_size(item.bytes_done),
                       f"{item.finished_at:%Y-%m-%d %H:%M}")
     _console().print(table if found else "no reports yet")
@@ -316,21 +326,21 @@ def report(report_id: str, as_json: bool) -> None:
 
 def _print_report(item: Any) -> None:
     console = _console()
-    console.print(f"[bold]{escape(item.room_name)}[/] ({item.room_id}) export {_state(item.state)}"
-                  f" — report {item.id}, job {item.job_id}, asked by {escape(item.requested_by)}")
+    console.print(f"[bold]{_shown(item.room_name)}[/] ({item.room_id}) export {_state(item.state)}"
+                  f" — report {item.id}, job {item.job_id}, asked by {_shown(item.requested_by)}")
     console.print(f"files {item.files_done}/{item.files_total} (already there: "
                   f"{item.files_skipped}, failed: {item.files_failed}), "
                   f"{human_size(item.bytes_done)} of {human_size(item.bytes_total)}, "
                   f"{item.retries} retries, {item.duration_s:.1f}s")
     for location in item.manifest_locations:
-        console.print(f"manifest: {escape(location)}")
+        console.print(f"manifest: {_shown(location)}")
     if item.error:
-        console.print(f"[red]error:[/] {escape(item.error)}")
+        console.print(f"[red]error:[/] {_shown(item.error)}")
     for failure in item.failures[:50]:
-        console.print(f"[red]failed[/] {escape(failure['path'])}: {escape(failure['reason'])}")
+        console.print(f"[red]failed[/] {_shown(failure['path'])}: {_shown(failure['reason'])}")
     for retry in item.retried[:50]:
-        reason = f"{escape(retry['reason'])} ×{retry['count']}"
-        console.print(f"retried {escape(retry['path'])}: {reason}")
+        reason = f"{_shown(retry['reason'])} ×{retry['count']}"
+        console.print(f"retried {_shown(retry['path'])}: {reason}")
 
 
 def _state(state: str) -> str:

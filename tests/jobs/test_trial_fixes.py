@@ -290,3 +290,40 @@ def test_a_resumed_shard_counts_the_files_it_kept_as_already_there(
     assert report is not None and report.state == "succeeded"
     assert report.files_done == report.files_total == 3
     assert report.files_skipped == 3
+
+
+@pytest.mark.parametrize("s3_url", ["s3://bucket/../../x", "s3://bucket/a//b", "s3://bucket/a/./b"])
+def test_an_s3_prefix_with_dot_or_empty_segments_is_refused(
+    s3_url: str, proxy_url: str, jobs_env: JobsEnv
+) -> None:
+    code, output = vdr("export", "Project Beta", "--no-local", "--s3", s3_url, "--enqueue")
+
+    assert code == 1 and "may not contain" in output, output
+    assert store.list_jobs(jobs_env.engine) == []
+
+
+def test_an_empty_to_folder_is_refused(proxy_url: str, jobs_env: JobsEnv) -> None:
+    code, output = vdr("export", "Project Beta", "--to", "")
+
+    assert code == 2 and "--to" in output
+    assert store.list_jobs(jobs_env.engine, active_only=False) == []
+
+
+def test_terminal_escapes_in_room_names_are_printed_escaped(
+    jobs_env: JobsEnv, make_proxy: Callable[..., ProxyServer], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    root = tmp_path / "rooms"
+    (root / "Evil\x1b]0;pwned\x07 [red]room").mkdir(parents=True)
+    (root / "Evil\x1b]0;pwned\x07 [red]room" / "a.txt").write_bytes(b"a")
+    server = make_proxy(DirectoryBackend(root))
+    monkeypatch.setenv("VDR_API_URL", server.url)
+    get_settings.cache_clear()
+
+    code, output = vdr("export", "Evil", "--to", str(tmp_path / "out"))
+    listed = vdr("reports")[1]
+
+    assert code == 0, output
+    for shown in (output, listed):  # (rich's own cursor codes for the bar may be there)
+        assert "\x1b]0;" not in shown and "\x07" not in shown and "Evil\\x1b]0;p" in shown
+    assert "\\x1b]0;pwned\\x07 [red]room" in output  # the table may wrap the name
