@@ -26,6 +26,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("room")
     parser.add_argument("--to", required=True)
+    parser.add_argument("--no-local", action="store_true", help="S3 only (for experiments).")
     parser.add_argument("--s3", default=None)
     parser.add_argument("--result", required=True, help="File the JSON summary is written to.")
     args = parser.parse_args()
@@ -41,7 +42,7 @@ def main() -> None:
     started = time.perf_counter()
     report = api.run_export(
         room_ref=room.id, s3_url=args.s3, requested_by="bench", redis=redis, engine=engine,
-        client=client, local_root=args.to,
+        client=client, local_root=args.to, to_local=not args.no_local,
     )
     elapsed = time.perf_counter() - started
     cpu = _cpu() - before
