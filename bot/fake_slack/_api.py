@@ -151,12 +151,7 @@ class WebApi:
 
     def chat_update(self, params: dict[str, Any]) -> dict[str, Any]:
         with self.store.lock:
-            channel = self._channel(_required(params, "channel"))
-            message = self.store.find_message(channel.id, str(_required(params, "ts")))
-            if message is None:
-                raise ApiFailure("message_not_found")
-            if message.user != self.store.bot_user_id:
-                raise ApiFailure("cant_update_message")
+            channel, message = self._own_message(params, "cant_update_message")
             text, blocks = self._content(params)
             message.edits.append({"text": message.text, "blocks": message.blocks,
                                   "replaced_at": self.store.new_ts()})
@@ -166,14 +161,20 @@ class WebApi:
 
     def chat_delete(self, params: dict[str, Any]) -> dict[str, Any]:
         with self.store.lock:
-            channel = self._channel(_required(params, "channel"))
-            message = self.store.find_message(channel.id, str(_required(params, "ts")))
-            if message is None:
-                raise ApiFailure("message_not_found")
-            if message.user != self.store.bot_user_id:
-                raise ApiFailure("cant_delete_message")
+            channel, message = self._own_message(params, "cant_delete_message")
             message.deleted = True
             return {"ok": True, "channel": channel.id, "ts": message.ts}
+
+    def _own_message(self, params: dict[str, Any], not_ours: str) -> tuple[Channel, Message]:
+        """The channel and the bot's own message that `params` name (Slack lets an app change
+        only what it posted: anything else fails with `not_ours`)."""
+        channel = self._channel(_required(params, "channel"))
+        message = self.store.find_message(channel.id, str(_required(params, "ts")))
+        if message is None:
+            raise ApiFailure("message_not_found")
+        if message.user != self.store.bot_user_id:
+            raise ApiFailure(not_ours)
+        return channel, message
 
     def chat_post_ephemeral(self, params: dict[str, Any]) -> dict[str, Any]:
         with self.store.lock:
