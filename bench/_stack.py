@@ -31,9 +31,11 @@ S3_KEY = "bench"
 _MOTO_MAIN = """
 import signal, sys
 from moto.server import ThreadedMotoServer
+stops = {signal.SIGTERM, signal.SIGINT}
+signal.pthread_sigmask(signal.SIG_BLOCK, stops)  # before any thread starts: sigwait gets them
 server = ThreadedMotoServer(ip_address="127.0.0.1", port=int(sys.argv[1]), verbose=False)
 server.start()
-signal.sigwait({signal.SIGTERM, signal.SIGINT})
+signal.sigwait(stops)
 server.stop()
 """
 
