@@ -278,16 +278,16 @@ def _free_port() -> int:
 
 
 def _new_user_id(name: str, taken: set[str]) -> str:
-    stem = "U0" + "".join(c for c in name.upper() if c.isalnum())[:7]
-    candidate, n = stem, 1
-    while candidate in taken:
-        n += 1
-        candidate = f"{stem}{n}"
-    return candidate
+    return _new_slack_id("U0", name, 7, taken)
 
 
 def _new_channel_id(name: str, taken: set[str]) -> str:
-    stem = "C0" + "".join(c for c in name.upper() if c.isalnum())[:8]
+    return _new_slack_id("C0", name, 8, taken)
+
+
+def _new_slack_id(prefix: str, name: str, stem_length: int, taken: set[str]) -> str:
+    """A readable Slack-style id made from `name`, numbered on when it is already taken."""
+    stem = prefix + "".join(c for c in name.upper() if c.isalnum())[:stem_length]
     candidate, n = stem, 1
     while candidate in taken:
         n += 1
