@@ -7,7 +7,8 @@ Not a test: it prints figures measured in one run and the ratios the product pro
 (server mode, a process of its own) and, where a source is involved, the same synthetic room
 served by `vdr proxy` over HTTP on 127.0.0.1. Our exporter runs as `api.run_export` in a child
 process (bench/_one_export.py): the code path of `vdr export`, timed from inside, with its own
-RSS high-water mark. Redis database 7 is this benchmark's; it is flushed before each scene.
+RSS high-water mark. Redis database 7 (or `VDR_BENCH_REDIS_URL`) is this benchmark's; it is
+flushed before each scene.
 The machine's load average is printed with every scene: ratios taken while other work runs
 on the same cores are only as good as that number.
 """
@@ -422,7 +423,7 @@ def scene_workers(ctx: Ctx) -> None:
     shard_files = math.ceil(count / WORKER_SHARDS)
     latency = f", {ctx.workers_latency_ms:g} ms at the source" if ctx.workers_latency_ms else ""
     say(f"== the small-file room ({count:,} × {SMALL_SIZE // 1024} KiB{latency}) in "
-        f"{WORKER_SHARDS} shards over 1, 2, 4 `vdr worker` processes (real RQ on Redis db 7)")
+        f"{WORKER_SHARDS} shards over 1, 2, 4 `vdr worker` processes (real RQ on Redis)")
     say(f"   {load_text()}")
     proxy = ctx.proxy([f"bench-small:files={count}:size={SMALL_SIZE}"],
                       latency_ms=ctx.workers_latency_ms)
