@@ -241,10 +241,15 @@ class VdrClient:
         *,
         expected_size: int | None = None,
         offset: int = 0,
+        length: int | None = None,
     ) -> int:
-        """Stream a file from `offset` into `write`, resuming after cuts; the bytes written."""
-        if offset < 0:
-            raise ValueError("offset must not be negative")
+        """Stream a file from `offset` into `write`, resuming after cuts; the bytes written.
+
+        With `length`, only that many bytes from `offset` are fetched (one Range request per
+        attempt, each answer checked against the exact span), so that parts of one file can be
+        downloaded at once; `expected_size` stays the size of the whole file.
+        """
+        _check_span(offset, length, expected_size)
         path = f"/v1/files/{quote_id(file_id)}/content"
         session = DownloadSession(
             http=self._http,
@@ -253,7 +258,7 @@ class VdrClient:
             resolve=self._resolve,
             budget=self._budget("GET", path),
         )
-        written = Download(session, path, write, expected_size, offset).run()
+        written = Download(session, path, write, expected_size, offset, length).run()
         log.debug("downloaded %s: %d bytes from offset %d", file_id, written, offset)
         return written
 
@@ -363,6 +368,17 @@ class VdrClient:
         if not response.is_success:
             raise FailedAttempt(failure_from_response(response))
         return response
+
+
+def _check_span(offset: int, length: int | None, expected_size: int | None) -> None:
+    if offset < 0:
+        raise ValueError("offset must not be negative")
+    if length is None:
+        return
+    if length < 0:
+        raise ValueError("length must not be negative")
+    if expected_size is not None and offset + length > expected_size:
+        raise ValueError(f"bytes up to {offset + length} asked of a file of {expected_size}")
 
 
 def _cap(seconds: float | None, remaining_s: float) -> float:

@@ -12,6 +12,11 @@ continues exactly where the last one stopped:
 - a changed ETag between attempts is an IntegrityError too (`If-Range` asks the server to
   answer 200 in that case, and we refuse to splice two versions).
 
+A download may also be bounded to a span of the file (`length` bytes from `offset`), so that
+several parts of one file can be fetched at once. Every attempt then asks for the rest of the
+span only, a 206 must announce exactly that rest, and no byte outside the span is ever written:
+a 200 (a server that ignored the Range) is read only up to the span's end.
+
 Redirects are followed only as `_redirects` allows, and never with the Authorization header.
 """
 
@@ -62,6 +67,7 @@ class Download:
     write: Callable[[bytes], object]
     expected_size: int | None
     offset: int
+    length: int | None = None
     position: int = 0
     total: int | None = None
     etag: str | None = None
@@ -69,8 +75,10 @@ class Download:
     _end: int | None = field(default=None, repr=False)
 
     def run(self) -> int:
-        """Transfer the rest of the file; the bytes written by this call."""
+        """Transfer the rest of the file (or of the span); the bytes written by this call."""
         self.position = self.offset
+        if self.length == 0:
+            return 0
         while not self._complete():
             before = self.position
             try:
@@ -82,7 +90,14 @@ class Download:
         self._check_expected_total()
         return self.position - self.offset
 
+    @property
+    def _span_end(self) -> int | None:
+        """One past the last byte of the span asked for; None for the rest of the file."""
+        return None if self.length is None else self.offset + self.length
+
     def _complete(self) -> bool:
+        if self._span_end is not None:
+            return self.position >= self._span_end
         return self.total is not None and self.position >= self.total
 
     def _attempt(self) -> None:
@@ -111,10 +126,12 @@ class Download:
 
     def _range_headers(self) -> dict[str, str]:
         headers = {"Accept-Encoding": "identity"}
-        if self.position > 0:
+        if self._span_end is not None:
+            headers["Range"] = f"bytes={self.position}-{self._span_end - 1}"
+        elif self.position > 0:
             headers["Range"] = f"bytes={self.position}-"
-            if self.etag is not None and not self.etag.startswith("W/"):
-                headers["If-Range"] = self.etag
+        if "Range" in headers and self.etag is not None and not self.etag.startswith("W/"):
+            headers["If-Range"] = self.etag
         return headers
 
     def _redirect_target(self, request: httpx.Request, response: httpx.Response) -> httpx.URL:
@@ -144,9 +161,11 @@ class Download:
         raise IntegrityError(f"GET {self.path}: unexpected {status} answer to a content request")
 
     def _accept_unsatisfiable(self, response: httpx.Response) -> None:
-        """416 is fine only when we already hold the whole file (asked from its very end)."""
+        """416 is fine only when we already hold the whole file (asked from its very end).
+
+        A span is never asked for once complete, so for a span 416 always means a short file."""
         match = _UNSATISFIED_RANGE.match(response.headers.get("Content-Range", ""))
-        if match is not None and int(match.group(1)) == self.position:
+        if self._span_end is None and match is not None and int(match.group(1)) == self.position:
             self.total = self.position
             return
         raise IntegrityError(
@@ -165,6 +184,11 @@ class Download:
             raise IntegrityError(
                 f"GET {self.path}: the file has {self.total} bytes, expected {self.expected_size}"
             )
+        if self._span_end is not None and self.total is not None and self.total < self._span_end:
+            raise IntegrityError(
+                f"GET {self.path}: the file has {self.total} bytes; the span asked for ends "
+                f"at byte {self._span_end}"
+            )
 
     def _accept_partial(self, response: httpx.Response) -> None:
         match = _CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
@@ -174,6 +198,11 @@ class Download:
         if start != self.position or end < start:
             raise IntegrityError(
                 f"GET {self.path}: asked for bytes from {self.position}, got {start}-{end}"
+            )
+        if self._span_end is not None and end != self._span_end - 1:
+            raise IntegrityError(
+                f"GET {self.path}: asked for bytes {self.position}-{self._span_end - 1}, "
+                f"got {start}-{end}"
             )
         self.total = None if total == "*" else int(total)
         self._skip, self._end = 0, end + 1
@@ -210,10 +239,14 @@ class Download:
         else:
             chunks = response.iter_raw()
         while (chunk := _next_chunk(chunks)) is not None:
-            self._write(self._drop_skipped(chunk))
-        if self._end is not None and self.position < self._end:
-            raise FailedAttempt(_cut(self.path, self.position, self._end))
-        if self.total is None:  # no length declared: a clean end of the body is the end
+            self._write(self._within_span(self._drop_skipped(chunk)))
+            if self._overran_span():
+                return  # the rest of a 200 is dropped with its connection
+        end = self._end if self._span_end is None else self._span_end
+        if end is not None and self.position < end:
+            raise FailedAttempt(_cut(self.path, self.position, end))
+        if self.total is None and self._span_end is None:
+            # no length declared: a clean end of the body is the end of the file
             self.total = self.position
 
     def _drop_skipped(self, chunk: bytes) -> bytes:
@@ -222,6 +255,19 @@ class Download:
         dropped = min(self._skip, len(chunk))
         self._skip -= dropped
         return chunk[dropped:]
+
+    def _overran_span(self) -> bool:
+        """The span is in but the body goes on (a 200 to a Range). A 206 is read to its end
+        even so, because a body left unread costs the pooled connection."""
+        if self._span_end is None or self.position < self._span_end:
+            return False
+        return self._end is None or self._end > self._span_end
+
+    def _within_span(self, chunk: bytes) -> bytes:
+        """The part of `chunk` inside the span: a 200 answer runs on past its end."""
+        if self._span_end is None or self.position + len(chunk) <= self._span_end:
+            return chunk
+        return chunk[: self._span_end - self.position]
 
     def _write(self, chunk: bytes) -> None:
         if not chunk:
@@ -234,6 +280,8 @@ class Download:
         self.position += len(chunk)
 
     def _check_expected_total(self) -> None:
+        if self._span_end is not None:
+            return  # `_complete` ended at the span's end; the whole file's size is not ours
         if self.expected_size is not None and self.position != self.expected_size:
             raise IntegrityError(
                 f"GET {self.path}: got {self.position} bytes, expected {self.expected_size}"

@@ -1,4 +1,5 @@
-"""Downloads: Range resume after cuts, what counts as a valid continuation, 202 waits, and the
+"""Downloads: Range resume after cuts, what counts as a valid continuation, spans of a file
+(against fakes and against the real proxy with its cut and drop faults), 202 waits, and the
 rules a content redirect must pass."""
 
 from __future__ import annotations
@@ -7,10 +8,13 @@ import hashlib
 import logging
 import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import httpx
 import pytest
 
+from proxy import FaultConfig, ProxyServer, RoomSpec, SyntheticBackend
 from tests.client._fakes import (
     CAPABILITIES,
     BrokenStream,
@@ -18,7 +22,15 @@ from tests.client._fakes import (
     PiecedStream,
     make_client,
 )
-from vdr_client import IntegrityError, NotFound, RetryEvent, RetryPolicy, UnsafeRedirect
+from vdr_client import (
+    IntegrityError,
+    Item,
+    NotFound,
+    RetryEvent,
+    RetryPolicy,
+    UnsafeRedirect,
+    VdrClient,
+)
 
 DATA = os.urandom(300_000)
 ETAG = '"v1"'
@@ -37,15 +49,17 @@ def serve(
     start = 0
     status = 200
     wanted = request.headers.get("Range")
+    end = len(data)
     if wanted and not ignore_range:
-        start = int(wanted.removeprefix("bytes=").rstrip("-"))
+        first, _, last = wanted.removeprefix("bytes=").partition("-")
+        start, end = int(first), min(len(data), int(last) + 1 if last else len(data))
         if start >= len(data):
             return httpx.Response(416, headers={"Content-Range": f"bytes */{len(data)}"})
         status = 206
-        headers["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
-    body = data[start:]
+        headers["Content-Range"] = f"bytes {start}-{end - 1}/{len(data)}"
+    body = data[start:end]
     headers["Content-Length"] = str(len(body))
-    if cut_at is not None and start < cut_at < len(data):
+    if cut_at is not None and start < cut_at < end:
         return httpx.Response(status, headers=headers, stream=BrokenStream(data[start:cut_at]))
     return httpx.Response(status, headers=headers, stream=PiecedStream(body))
 
@@ -333,6 +347,176 @@ def test_a_failing_write_is_not_retried() -> None:
         make_client(handler).download("f1", full_disk)
 
     assert len(seen) == 1
+
+
+# -- spans (parts of a file downloaded at once) --------------------------------------------
+
+
+def test_a_span_asks_for_exactly_its_bytes_and_resumes_inside_them() -> None:
+    cuts = [110_000, 150_000]
+
+    def answer(n: int, request: httpx.Request) -> httpx.Response:
+        return serve(DATA, request, cut_at=cuts[n] if n < len(cuts) else None)
+
+    seen, handler = content_api(answer)
+    out = Recorder()
+    client = make_client(handler, time=FakeTime())
+
+    written = client.download("f1", out, expected_size=len(DATA), offset=100_000, length=80_000)
+
+    assert written == 80_000
+    assert bytes(out.buffer) == DATA[100_000:180_000]
+    assert [request.headers["Range"] for request in seen] == [
+        "bytes=100000-179999", "bytes=110000-179999", "bytes=150000-179999"
+    ]
+    assert [request.headers.get("If-Range") for request in seen] == [None, ETAG, ETAG]
+
+
+def test_a_206_reaching_past_the_span_is_refused_before_writing() -> None:
+    def answer(n: int, request: httpx.Request) -> httpx.Response:
+        # a server that honours where a range starts but not where it ends
+        start = request.headers["Range"].removeprefix("bytes=").split("-")[0]
+        return serve(DATA, httpx.Request("GET", request.url, headers={"Range": f"bytes={start}-"}))
+
+    _, handler = content_api(answer)
+    out = Recorder()
+
+    with pytest.raises(IntegrityError, match="asked for bytes 1000-1999, got 1000-299999"):
+        make_client(handler).download("f1", out, offset=1000, length=1000)
+
+    assert out.buffer == b""
+
+
+def test_a_200_to_a_span_from_the_start_is_read_up_to_the_span_only() -> None:
+    _, handler = content_api(lambda n, request: serve(DATA, request, ignore_range=True))
+    out = Recorder()
+
+    written = make_client(handler).download("f1", out, expected_size=len(DATA), length=5000)
+
+    assert written == 5000
+    assert bytes(out.buffer) == DATA[:5000]
+
+
+def test_a_200_to_a_span_further_in_is_an_integrity_error() -> None:
+    _, handler = content_api(lambda n, request: serve(DATA, request, ignore_range=True))
+    out = Recorder()
+
+    with pytest.raises(IntegrityError):
+        make_client(handler).download("f1", out, offset=5000, length=5000)
+
+    assert out.buffer == b""
+
+
+def test_an_empty_span_asks_nothing() -> None:
+    seen, handler = content_api(lambda n, request: serve(DATA, request))
+
+    assert make_client(handler).download("f1", Recorder(), offset=10, length=0) == 0
+    assert seen == []
+
+
+@pytest.mark.parametrize(("offset", "length"), [(0, len(DATA) + 1), (len(DATA), 1), (5, -1)])
+def test_a_span_outside_the_expected_size_is_refused_at_once(offset: int, length: int) -> None:
+    seen, handler = content_api(lambda n, request: serve(DATA, request))
+
+    with pytest.raises(ValueError):
+        make_client(handler).download(
+            "f1", Recorder(), expected_size=len(DATA), offset=offset, length=length
+        )
+
+    assert seen == []
+
+
+# -- spans against the real proxy ----------------------------------------------------------
+
+BIG = 3 * 1024 * 1024 + 12_345
+
+
+@pytest.fixture
+def big_file(
+    make_proxy: Callable[..., ProxyServer], synthetic_backend: Callable[..., SyntheticBackend]
+) -> tuple[ProxyServer, SyntheticBackend, Item, bytes]:
+    """A proxy serving one room of one file of a few MiB, that file's item and its bytes."""
+    backend = synthetic_backend(specs=[RoomSpec("Big", files=1, file_size=BIG, folders=0)])
+    server = make_proxy(backend)
+    with VdrClient(server.url) as client:
+        room = client.find_room("Big")
+        (item,) = client.iter_children(room.root_folder_id)
+        whole = bytearray()
+        client.download(item.id, whole.extend, expected_size=item.size)
+    return server, backend, item, bytes(whole)
+
+
+def asked_ranges(backend: SyntheticBackend) -> list[tuple[int, int | None]]:
+    """From now on, every (start, end) the proxy asks `backend` for past its first look."""
+    asked: list[tuple[int, int | None]] = []
+    original = backend.open_content
+
+    def recording(file_id: str, start: int = 0, end: int | None = None) -> Any:
+        if end is not None:  # the proxy opens the whole file first, to learn its size
+            asked.append((start, end))
+        return original(file_id, start, end)
+
+    backend.open_content = recording  # type: ignore[method-assign]
+    return asked
+
+
+SPANS = [(0, 1024 * 1024), (1024 * 1024 + 17, 1024 * 1024), (BIG - 1000, 1000), (0, BIG)]
+
+
+@pytest.mark.parametrize(("offset", "length"), SPANS)
+def test_a_span_from_the_proxy_arrives_exactly_through_cuts_and_drops(
+    big_file: tuple[ProxyServer, SyntheticBackend, Item, bytes], offset: int, length: int
+) -> None:
+    server, backend, item, whole = big_file
+    asked = asked_ranges(backend)
+    reasons: list[str] = []
+    policy = RetryPolicy(attempts=20, base_delay_s=0.01, max_delay_s=0.05, deadline_s=60)
+    server.set_faults(FaultConfig(p_cut=0.5, p_drop=0.2, seed=8))  # cut, drop, cut, ...
+    out = Recorder()
+
+    with VdrClient(server.url, retry=policy, on_retry=lambda e: reasons.append(e.reason)) as c:
+        written = c.download(item.id, out, expected_size=item.size, offset=offset, length=length)
+
+    assert written == length
+    assert bytes(out.buffer) == whole[offset:offset + length]
+    assert asked and all(offset <= start <= end < offset + length for start, end in asked)
+    assert set(reasons) <= {"cut body", "connection dropped"}
+    assert len(reasons) == server.faults.counts["cut"] + server.faults.counts["drop"] > 0
+
+
+def test_parts_from_the_proxy_at_once_make_up_the_file(
+    big_file: tuple[ProxyServer, SyntheticBackend, Item, bytes],
+) -> None:
+    server, _, item, whole = big_file
+    part = 512 * 1024
+    server.set_faults(FaultConfig(p_cut=0.3, p_drop=0.1, seed=9))
+    policy = RetryPolicy(attempts=20, base_delay_s=0.01, max_delay_s=0.05, deadline_s=60)
+
+    def fetch(client: VdrClient, offset: int) -> bytes:
+        out = bytearray()
+        length = min(part, item.size - offset)
+        client.download(item.id, out.extend, expected_size=item.size, offset=offset,
+                        length=length)
+        return bytes(out)
+
+    with VdrClient(server.url, retry=policy) as client, ThreadPoolExecutor(4) as pool:
+        parts = list(pool.map(lambda offset: fetch(client, offset), range(0, item.size, part)))
+
+    assert b"".join(parts) == whole
+    assert hashlib.sha256(whole).hexdigest() == item.hashes["sha256"]
+    assert server.faults.counts["cut"] + server.faults.counts["drop"] > 0
+
+
+def test_a_span_past_the_end_of_the_proxys_file_is_an_integrity_error(
+    big_file: tuple[ProxyServer, SyntheticBackend, Item, bytes],
+) -> None:
+    server, _, item, _ = big_file
+    out = Recorder()
+
+    with VdrClient(server.url) as client, pytest.raises(IntegrityError, match="got"):
+        client.download(item.id, out, offset=item.size - 10, length=20)  # size not given
+
+    assert out.buffer == b""
 
 
 # -- redirects -----------------------------------------------------------------------------
