@@ -24,7 +24,7 @@ from jobs.destinations import Destination
 from jobs.local_dest import LocalDestination
 from jobs.plan import ExportSpec
 from jobs.progress import emit_event
-from jobs.s3_dest import S3Destination, parse_s3_url, shared_s3_client
+from jobs.s3_dest import S3Destination, direct_puts_for, parse_s3_url, shared_s3_client
 from jobs.state import JobState
 from vdr_client import RetryEvent, VdrClient
 
@@ -74,11 +74,13 @@ def open_destinations(spec: ExportSpec, services: Services) -> Iterator[list[Des
             destinations.append(LocalDestination(root, sync_each_file=config.sync_each_file))
         if spec.s3_url:
             bucket, prefix = parse_s3_url(spec.s3_url)
-            client = services.s3_client_factory(config.max_concurrency + part_threads)
+            connections = config.max_concurrency + part_threads
+            client = services.s3_client_factory(connections)
             destinations.append(S3Destination(
                 client, bucket, f"{prefix}/{spec.room_folder}".strip("/"), part_pool=pool,
                 part_size=config.part_size, multipart_threshold=config.multipart_threshold,
                 parts_in_flight=config.part_uploads_per_file,
+                direct=direct_puts_for(client, connections) if config.direct_s3_puts else None,
             ))
         yield destinations
     finally:

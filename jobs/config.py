@@ -31,3 +31,7 @@ class EngineConfig(BaseSettings):
         default=False, description="fsync every file before its rename, instead of syncing "
         "the file system once per shard (slower; same guarantee at the manifest).",
     )
+    direct_s3_puts: bool = Field(
+        default=True, description="send PUTs of objects and parts as botocore-signed requests "
+        "without the boto3 client's per-call work; false: every request through boto3.",
+    )

@@ -24,11 +24,14 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from jobs import defaults
+from jobs._s3_direct import DirectPuts, NotSent
 from jobs.destinations import Expected, Verdict
 from jobs.errors import DestinationError, InvalidRequest
 from jobs.manifest import ManifestEntry, parse_lines
 
-__all__ = ["S3Destination", "make_s3_client", "parse_s3_url", "shared_s3_client"]
+__all__ = [
+    "S3Destination", "direct_puts_for", "make_s3_client", "parse_s3_url", "shared_s3_client"
+]
 
 log = logging.getLogger("vdr.jobs.s3")
 
@@ -88,14 +91,32 @@ def warm_up_s3() -> None:
         log.debug("S3 not warmed up: %s", error)
 
 
+def direct_puts_for(client: Any, max_connections: int = 64) -> DirectPuts | None:
+    """Direct PUTs for a client of `make_s3_client` (None without credentials: boto3 will say
+    what is missing)."""
+    with _clients_lock:
+        session = _session()
+        credentials = session.get_credentials()
+        verify = _botocore_sessions[id(session)].get_config_variable("ca_bundle") or True
+    if credentials is None:
+        return None
+    return DirectPuts(client, credentials, verify=verify, max_connections=max_connections)
+
+
+_botocore_sessions: dict[int, Any] = {}
+
+
 def _session() -> Any:
     """One boto3 session per configuration: its loader caches the service models."""
     import boto3
+    import botocore.session
 
     key = tuple(os.environ.get(name) for name in _S3_ENV)
     session = _sessions.get(key)
     if session is None:
-        session = _sessions[key] = boto3.session.Session()
+        core = botocore.session.Session()
+        session = _sessions[key] = boto3.session.Session(botocore_session=core)
+        _botocore_sessions[id(session)] = core
     return session
 
 
@@ -143,8 +164,10 @@ class S3Destination:
         part_size: int = defaults.PART_SIZE,
         multipart_threshold: int = defaults.MULTIPART_THRESHOLD,
         parts_in_flight: int = defaults.PART_UPLOADS_PER_FILE,
+        direct: DirectPuts | None = None,
     ) -> None:
         self.client = client
+        self.direct = direct
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.url = f"s3://{bucket}/{self.prefix}"
@@ -314,7 +337,16 @@ class S3Writer:
 
     def _put_whole(self, sha256_hex: str) -> str:
         body = self._take(self._buffered)
-        checksum = hex_to_b64(sha256_hex) if sha256_hex else b64_sha256(body)
+        sha256_hex = sha256_hex or hashlib.sha256(body).hexdigest()
+        checksum = hex_to_b64(sha256_hex)
+        if self._dest.direct is not None:
+            try:
+                self._dest.direct.put_object(
+                    self._dest.bucket, self._key, body, sha256_hex, checksum
+                )
+                return checksum
+            except NotSent as why:
+                log.debug("direct PUT of %s not sent (%s): through boto3", self._key, why)
         with s3_errors(f"store {self._key}"):
             self._client.put_object(
                 Bucket=self._dest.bucket, Key=self._key, Body=body,
@@ -366,18 +398,33 @@ class S3Writer:
 
     def _upload_part(self, number: int, data: bytes) -> dict[str, Any]:
         try:
-            checksum = b64_sha256(data)
-            with s3_errors(f"upload part {number} of {self._key}"):
-                answer = self._client.upload_part(
-                    Bucket=self._dest.bucket, Key=self._key, UploadId=self._upload_id,
-                    PartNumber=number, Body=data, ChecksumSHA256=checksum,
-                )
-            return {"PartNumber": number, "ETag": answer["ETag"], "ChecksumSHA256": checksum}
+            digest = hashlib.sha256(data).digest()
+            checksum = base64.b64encode(digest).decode()
+            etag = self._direct_part(number, data, digest.hex(), checksum)
+            if etag is None:
+                with s3_errors(f"upload part {number} of {self._key}"):
+                    etag = self._client.upload_part(
+                        Bucket=self._dest.bucket, Key=self._key, UploadId=self._upload_id,
+                        PartNumber=number, Body=data, ChecksumSHA256=checksum,
+                    )["ETag"]
+            return {"PartNumber": number, "ETag": etag, "ChecksumSHA256": checksum}
         except BaseException as error:
             self._failure = self._failure or error
             raise
         finally:
             self._slots.release()
+
+    def _direct_part(self, number: int, data: bytes, sha256_hex: str, checksum: str) -> str | None:
+        """The part's ETag, or None when it was not sent directly (boto3's turn)."""
+        direct = self._dest.direct
+        if direct is None or self._upload_id is None:
+            return None
+        try:
+            return direct.upload_part(self._dest.bucket, self._key, self._upload_id, number,
+                                      data, sha256_hex, checksum)
+        except NotSent as why:
+            log.debug("direct part %d of %s not sent (%s): through boto3", number, self._key, why)
+            return None
 
     def _raise_if_failed(self) -> None:
         if self._failure is not None:

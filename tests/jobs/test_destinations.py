@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -15,7 +16,7 @@ from jobs.destinations import Expected
 from jobs.errors import DestinationError, InvalidRequest
 from jobs.local_dest import LocalDestination
 from jobs.manifest import ManifestEntry, encode_lines
-from jobs.s3_dest import S3Destination, make_s3_client, parse_s3_url
+from jobs.s3_dest import S3Destination, direct_puts_for, make_s3_client, parse_s3_url
 
 MiB = 1024 * 1024
 
@@ -42,11 +43,14 @@ def pool() -> Iterator[ThreadPoolExecutor]:
         yield executor
 
 
-@pytest.fixture
-def s3(s3_env: str, pool: ThreadPoolExecutor) -> S3Destination:
+@pytest.fixture(params=["direct", "boto3"])
+def s3(request: pytest.FixtureRequest, s3_env: str, pool: ThreadPoolExecutor) -> S3Destination:
+    """The S3 destination with its direct PUTs (the default), and with boto3 for everything."""
+    client = make_s3_client()
+    direct = direct_puts_for(client) if request.param == "direct" else None
     return S3Destination(
-        make_s3_client(), s3_env, "archive/room", part_pool=pool, part_size=5 * MiB,
-        multipart_threshold=5 * MiB, parts_in_flight=2,
+        client, s3_env, "archive/room", part_pool=pool, part_size=5 * MiB,
+        multipart_threshold=5 * MiB, parts_in_flight=2, direct=direct,
     )
 
 
@@ -135,11 +139,8 @@ def test_a_large_file_goes_up_in_parts_and_verifies_by_its_composite_checksum(
 
 
 def test_an_s3_failure_mid_upload_leaves_no_object_and_no_open_upload(s3: S3Destination) -> None:
-    calls = {"parts": 0}
-
-    def fail_second_part(**_: Any) -> None:
-        calls["parts"] += 1
-        if calls["parts"] == 2:
+    def fail_second_part(request: Any, **_: Any) -> None:
+        if re.search(r"[?&]partNumber=2(&|$)", request.url):
             raise ConnectionResetError("injected: S3 went away")
 
     s3.client.meta.events.register("before-send.s3.UploadPart", fail_second_part)
@@ -153,6 +154,57 @@ def test_an_s3_failure_mid_upload_leaves_no_object_and_no_open_upload(s3: S3Dest
 
     assert s3_keys(s3) == []
     assert open_uploads(s3) == []
+
+
+class _Refusal:
+    """What a hook hands botocore instead of sending: S3 refusing the request's signature."""
+
+    status_code = 403
+    headers: dict[str, str] = {}
+    content = b"<Error><Code>SignatureDoesNotMatch</Code></Error>"
+
+
+def test_an_endpoint_refusing_direct_puts_gets_every_file_through_boto3(
+    s3_env: str, pool: ThreadPoolExecutor
+) -> None:
+    client = make_s3_client()
+    direct = direct_puts_for(client)
+    s3 = S3Destination(client, s3_env, "archive/room", part_pool=pool, direct=direct)
+    refused: list[str] = []
+
+    def refuse_direct(request: Any, **_: Any) -> _Refusal | None:
+        if "amz-sdk-invocation-id" in request.headers:
+            return None  # boto3's own request: let it through
+        refused.append(request.url)
+        return _Refusal()
+
+    client.meta.events.register("before-send.s3.PutObject", refuse_direct)
+    files = {f"docs/{n}.txt": os.urandom(100 + n) for n in range(3)}
+    for path, data in files.items():
+        writer = s3.open(path, len(data))
+        feed(writer, data)
+        writer.commit(sha(data))
+
+    assert len(refused) == 1 and direct is not None and not direct.enabled
+    assert s3_keys(s3) == [f"archive/room/{path}" for path in sorted(files)]
+    for path, data in files.items():
+        assert s3.verify(path, Expected(len(data), sha(data))).intact
+
+
+def test_direct_puts_quote_keys_as_boto3_does(s3_env: str, pool: ThreadPoolExecutor) -> None:
+    client = make_s3_client()
+    s3 = S3Destination(client, s3_env, "archive/room", part_pool=pool,
+                       direct=direct_puts_for(client))
+    path = "Deal [2024]/50% + tax ~ final/naïve #1?.pdf"
+    data = b"%PDF-1.7 signed"
+    writer = s3.open(path, len(data))
+    feed(writer, data)
+
+    writer.commit(sha(data))
+
+    key = f"archive/room/{path}"
+    assert s3_keys(s3) == [key]
+    assert client.get_object(Bucket=s3.bucket, Key=key)["Body"].read() == data
 
 
 def test_clean_up_aborts_uploads_a_crashed_worker_left_open(s3: S3Destination) -> None:
