@@ -69,8 +69,9 @@ class ShardRunner:
         return self._finished
 
     def _run_pool(self, files: int) -> None:
-        """As many threads as the limit may ever allow; the limit decides how many work."""
-        threads = max(1, min(self.limit.maximum, files))
+        """Twice as many threads as the limit may ever allow: as many downloads as it lets
+        run, and as many files again being checked or committed meanwhile."""
+        threads = max(1, min(2 * self.limit.maximum, files))
         with ThreadPoolExecutor(threads, thread_name_prefix="vdr-export") as pool:
             for future in [pool.submit(self._work) for _ in range(threads)]:
                 future.result()
@@ -99,12 +100,8 @@ class ShardRunner:
         return [_resumed(task.remember(earlier.get(task.item_id)), rerun) for task in tasks]
 
     def _process(self, task: FileTask) -> None:
-        if not self.limit.acquire(self.stop):
-            return
-        success = False
         try:
             entry, _ = self.mover.move(task)
-            success = True
         except FileFailed as failure:
             entry = failed_entry(task, failure.reason)
             emit_event(self.services.redis, self.spec.job_id, "file_failed",
@@ -114,8 +111,6 @@ class ShardRunner:
         except Exception as error:  # a bug or an unforeseen library error: this file fails
             log.exception("job %s: %s failed unexpectedly", self.spec.job_id, task.original_path)
             entry = failed_entry(task, f"unexpected {type(error).__name__}")
-        finally:
-            self.limit.release(success=success)
         self._record(entry)
 
     def _record(self, entry: ManifestEntry) -> None:
@@ -173,7 +168,8 @@ class ShardRunner:
         )
         with client_scope as client, open_destinations(self.spec, self.services) as destinations:
             yield FileMover(
-                client, destinations, budget=ByteBudget(self.config.memory_budget),
+                client, destinations, source_limit=self.limit,
+                budget=ByteBudget(self.config.memory_budget),
                 stop=self.stop, attempts=self.config.file_attempts,
                 on_bytes=self._on_bytes, on_retry=self._on_retry,
             )

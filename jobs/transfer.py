@@ -11,14 +11,16 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from jobs.destinations import Destination, Expected, Verdict, Writer
 from jobs.errors import Cancelled, DestinationError, JobsError, VerificationFailed
-from jobs.flow import ByteBudget
+from jobs.flow import AdaptiveLimit, ByteBudget
 from jobs.manifest import ManifestEntry
 from jobs.plan import FileTask
+from jobs.ranged import RangedMove, part_size_for
 from vdr_client import BadRequest, IntegrityError, NotFound, Unauthorized, VdrClient, VdrError
 
 __all__ = ["FileFailed", "FileMover"]
@@ -47,13 +49,19 @@ class _Attempt:
 
 
 class FileMover:
-    """Exports files one call at a time; safe to use from many threads at once."""
+    """Exports files one call at a time; safe to use from many threads at once.
+
+    `source_limit` bounds the downloads in flight, and only them: a file whose bytes are in
+    gives its turn to the next download before it is committed (an S3 PUT, a rename), so the
+    source's latency overlaps the destinations' work instead of adding to it.
+    """
 
     def __init__(
         self,
         client: VdrClient,
         destinations: Sequence[Destination],
         *,
+        source_limit: AdaptiveLimit,
         budget: ByteBudget,
         stop: threading.Event,
         attempts: int,
@@ -62,6 +70,7 @@ class FileMover:
     ) -> None:
         self.client = client
         self.destinations = list(destinations)
+        self.source_limit = source_limit
         self.budget = budget
         self.stop = stop
         self.attempts = attempts
@@ -93,7 +102,7 @@ class FileMover:
     ) -> tuple[str, list[str | None]]:
         for attempt in range(1, self.attempts + 1):
             try:
-                return self._download(task, missing)
+                return self._move_bytes(task, missing)
             except Cancelled:
                 raise
             except _FINAL_ERRORS as error:
@@ -104,6 +113,18 @@ class FileMover:
                 log.info("retrying %s (attempt %d): %s", task.original_path, attempt + 1, error)
                 self.on_retry(task, _reason(error))
         raise AssertionError("unreachable")
+
+    def _move_bytes(
+        self, task: FileTask, missing: list[Destination]
+    ) -> tuple[str, list[str | None]]:
+        """Large files in parallel ranges when the source serves them, the rest streamed."""
+        part_size = part_size_for(self.client, task.size, missing)
+        if part_size is None:
+            return self._download(task, missing)
+        return RangedMove(
+            self.client, task, missing, part_size=part_size, hashers=_hashers(task),
+            budget=self.budget, stop=self.stop, on_bytes=self.on_bytes, on_retry=self.on_retry,
+        ).run()
 
     def _download(self, task: FileTask, missing: list[Destination]) -> tuple[str, list[str | None]]:
         reserved = self.budget.acquire(sum(d.memory_for(task.size) for d in missing), self.stop)
@@ -118,8 +139,9 @@ class FileMover:
                 hashers=_hashers(task),
             )
             try:
-                tee = self._tee(task, attempt)
-                self.client.download(task.item_id, tee, expected_size=task.size)
+                with self._source_turn():
+                    self.client.download(task.item_id, self._tee(task, attempt),
+                                         expected_size=task.size)
                 sha256 = self._check(task, attempt)
                 return sha256, [writer.commit(sha256) for writer in attempt.writers]
             except BaseException:
@@ -128,6 +150,18 @@ class FileMover:
                 raise
         finally:
             self.budget.release(reserved)
+
+    @contextmanager
+    def _source_turn(self) -> Iterator[None]:
+        """One of the downloads the source limit allows; its outcome feeds the limit."""
+        if not self.source_limit.acquire(self.stop):
+            raise Cancelled("stopped while waiting for the source")
+        success = False
+        try:
+            yield
+            success = True
+        finally:
+            self.source_limit.release(success=success)
 
     def _tee(self, task: FileTask, attempt: _Attempt) -> Callable[[bytes], None]:
         def write(chunk: bytes) -> None:
