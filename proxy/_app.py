@@ -36,12 +36,23 @@ from proxy._http import (
     parse_range,
 )
 from proxy._openapi import openapi_document
-from proxy.backends._base import Backend, BackendError, Content, InvalidRequest, RoomQuery
+from proxy.backends._base import (
+    Backend,
+    BackendError,
+    Content,
+    InvalidRequest,
+    RoomQuery,
+    UnavailableError,
+)
 
 log = logging.getLogger("vdr.proxy")
 
 DEFAULT_PAGE_SIZE = 100
 """Items per page when the request names no `limit` (never more than max_page_size)."""
+
+SMALL_BODY_MAX = 256 * 1024
+"""File bodies up to this many bytes are read whole and sent as one message; larger ones
+stream in the backend's chunks (one thread hop per chunk, memory bounded by the chunk)."""
 
 
 class _IdConvertor(Convertor[str]):
@@ -111,6 +122,39 @@ def _close_chunks(chunks: Iterator[bytes]) -> None:
         close()
 
 
+def _read_whole(content: Content) -> bytes:
+    """A small body in one piece; a backend that yields fewer or more bytes than it announced
+    (a file changed while read) gets an error answer here rather than a broken body later."""
+    try:
+        body = b"".join(content.chunks)
+    finally:
+        _close_chunks(content.chunks)
+    if len(body) != content.length:
+        raise UnavailableError("the file changed while it was read; retry")
+    return body
+
+
+def _content_response(content: Content, status: int, *, head: bool) -> Response:
+    """File bytes: small bodies whole (one message, no thread hop per chunk), large ones
+    streamed chunk by chunk so memory stays bounded whatever the file's size."""
+    headers = {
+        "Content-Length": str(content.length),
+        "Accept-Ranges": "bytes",
+        "ETag": f'"{content.etag}"',
+    }
+    if status == 206:
+        headers["Content-Range"] = f"bytes {content.start}-{content.end}/{content.total_size}"
+    if head:
+        _close_chunks(content.chunks)
+        return Response(status_code=status, headers=headers, media_type=content.media_type)
+    if content.length <= SMALL_BODY_MAX:
+        body = _read_whole(content)
+        return Response(body, status_code=status, headers=headers, media_type=content.media_type)
+    return StreamingResponse(
+        content.chunks, status_code=status, headers=headers, media_type=content.media_type
+    )
+
+
 # -- the routes ---------------------------------------------------------------------------------
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -171,17 +215,28 @@ class _Api:
         return _json(await self._call(self.backend.list_children, folder_id, cursor, limit))
 
     async def file_content(self, request: Request) -> Response:
-        file_id = request.path_params["file_id"]
-        whole: Content = await self._call(self.backend.open_content, file_id, 0, None)
+        # One thread hop does it all: open, pick the range, and read a small body whole.
+        return await self._call(
+            self._content,
+            request.path_params["file_id"],
+            request.headers.get("range"),
+            request.headers.get("if-range"),
+            request.method == "HEAD",
+        )
+
+    def _content(
+        self, file_id: str, range_header: str | None, if_range: str | None, head: bool
+    ) -> Response:
+        """The answer to a content request; runs in the thread pool (backends block)."""
+        whole = self.backend.open_content(file_id, 0, None)
         if whole.redirect_url:
             return Response(status_code=302, headers={"Location": whole.redirect_url})
 
-        wanted = parse_range(request.headers.get("range"), whole.total_size)
-        if_range = request.headers.get("if-range")
+        wanted = parse_range(range_header, whole.total_size)
         if wanted is not None and if_range is not None and etag_value(if_range) != whole.etag:
             wanted = None  # the client's copy is of another version: send it all afresh
         if wanted is None:
-            return self._content_response(request, whole, 200)
+            return _content_response(whole, 200, head=head)
 
         _close_chunks(whole.chunks)
         if wanted == "unsatisfiable":
@@ -193,24 +248,7 @@ class _Api:
             )
         assert isinstance(wanted, tuple)
         start, end = wanted
-        part: Content = await self._call(self.backend.open_content, file_id, start, end)
-        return self._content_response(request, part, 206)
-
-    @staticmethod
-    def _content_response(request: Request, content: Content, status: int) -> Response:
-        headers = {
-            "Content-Length": str(content.length),
-            "Accept-Ranges": "bytes",
-            "ETag": f'"{content.etag}"',
-        }
-        if status == 206:
-            headers["Content-Range"] = f"bytes {content.start}-{content.end}/{content.total_size}"
-        if request.method == "HEAD":
-            _close_chunks(content.chunks)
-            return Response(status_code=status, headers=headers, media_type=content.media_type)
-        return StreamingResponse(
-            content.chunks, status_code=status, headers=headers, media_type=content.media_type
-        )
+        return _content_response(self.backend.open_content(file_id, start, end), 206, head=head)
 
     async def trash_room(self, request: Request) -> Response:
         room_id = request.path_params["room_id"]

@@ -707,21 +707,25 @@ class SyntheticBackend(Backend):
 
     # -- bytes -----------------------------------------------------------------------------
 
-    def _block(self, file: _File, number: int) -> bytes:
+    def _block(self, file: _File, number: int, skip: int = 0, take: int = BLOCK) -> bytes:
+        """Bytes `skip` to `take` of the file's block `number`: a head unique to the block,
+        then pool bytes at the block's offset. Only the part asked for is copied, so a 4 KiB
+        file costs a 4 KiB slice, not a 256 KiB one."""
         tag = hashlib.blake2b(
             file.seed.to_bytes(8, "big") + number.to_bytes(8, "big"), digest_size=16
         ).digest()
         offset = (int.from_bytes(tag[:8], "big") % (POOL_BYTES // 8)) * 8
         head = file.magic + tag if number == 0 else tag
-        return head + self._pool[offset + len(head) : offset + BLOCK]
+        if skip >= len(head):
+            return self._pool[offset + skip : offset + take]
+        return head[skip:take] + self._pool[offset + len(head) : offset + take]
 
     def _stream(self, file: _File, start: int, length: int) -> Iterator[bytes]:
         position, end = start, start + length
         while position < end:
             number, skip = divmod(position, BLOCK)
-            block = self._block(file, number)
             take = min(BLOCK, end - number * BLOCK)
-            yield block if skip == 0 and take == BLOCK else block[skip:take]
+            yield self._block(file, number, skip, take)
             position = number * BLOCK + take
 
     def _sha256(self, file: _File) -> str:
