@@ -13,6 +13,7 @@ import uvicorn
 
 from proxy._app import build_app
 from proxy._faults import FAULTS_ENV, FaultConfig
+from proxy._server import uvicorn_options
 from proxy.backends import Backend, DirectoryBackend, RoomSpec, SyntheticBackend
 from proxy.backends._common import parse_size
 from proxy.backends.synthetic import HASH_MAX_BYTES
@@ -159,14 +160,4 @@ def proxy(**options: Any) -> None:
         f"{FAULTS_ENV} read)",
         err=True,
     )
-    uvicorn.run(
-        app,
-        host=options["host"],
-        port=options["port"],
-        log_config=None,
-        log_level="warning",
-        access_log=False,
-        http="h11",
-        proxy_headers=False,
-        lifespan="off",
-    )
+    uvicorn.run(app, host=options["host"], port=options["port"], **uvicorn_options())

@@ -1,7 +1,8 @@
 """What a backend must do for the proxy to serve the canonical API over it.
 
-Backends are synchronous; the ASGI app runs them in a thread pool. They raise only
-`BackendError` subclasses, which the app turns into the one JSON error shape.
+Backends are synchronous; the ASGI app runs them in a thread pool (but for the content of an
+in-memory backend, see `Backend.content_in_memory`). They raise only `BackendError`
+subclasses, which the app turns into the one JSON error shape.
 """
 
 from __future__ import annotations
@@ -85,6 +86,10 @@ class Backend(abc.ABC):
     """The canonical API's calls, one method each."""
 
     name: str = "backend"
+
+    content_in_memory: bool = False
+    """True when `open_content` and its chunks never wait on disk or network (bytes made in
+    memory): the app then answers small bodies on the event loop, without a thread hop."""
 
     @abc.abstractmethod
     def capabilities(self) -> Capabilities: ...

@@ -490,6 +490,7 @@ class SyntheticBackend(Backend):
     """
 
     name = "synthetic"
+    content_in_memory = True  # slices of the pool: microseconds, never a wait on I/O
 
     def __init__(
         self,

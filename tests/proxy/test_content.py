@@ -138,12 +138,14 @@ class _ShortRead(SyntheticBackend):
         return Content(short, content.total_size, content.start, content.end, content.etag)
 
 
+@pytest.mark.parametrize("in_memory", [True, False])
 def test_a_small_body_that_reads_short_is_an_error_answer_not_a_broken_body(
-    make_proxy: Callable[..., ProxyServer],
+    make_proxy: Callable[..., ProxyServer], in_memory: bool
 ) -> None:
-    server = make_proxy(
-        _ShortRead(seed=5, rooms=0, specs=[RoomSpec("short", files=1, file_size=4096, folders=0)])
-    )
+    spec = RoomSpec("short", files=1, file_size=4096, folders=0)
+    backend = _ShortRead(seed=5, rooms=0, specs=[spec])
+    backend.content_in_memory = in_memory  # on the event loop, or in the thread pool
+    server = make_proxy(backend)
     item = one_file(server)
     with httpx.Client(base_url=server.url) as http:
         response = http.get(f"/v1/files/{item['id']}/content")
