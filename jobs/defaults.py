@@ -29,6 +29,14 @@ MULTIPART_THRESHOLD = 16 * MiB
 PART_UPLOADS_PER_FILE = 8
 """Parts of one file uploaded at once."""
 
+RANGED_PARTS_IN_FLIGHT = 8
+"""Parts of one large file moved at once (each downloaded as a range, hashed, written, uploaded),
+when the source serves ranges; their buffers count against the memory budget."""
+
+PART_ATTEMPTS = 3
+"""Times one part of a ranged transfer is downloaded (after the client's own retries) before
+the whole file counts as failed."""
+
 MEMORY_BUDGET = 192 * MiB
 """Bytes of S3 buffers one process may hold across all files in flight."""
 

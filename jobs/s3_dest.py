@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Executor, Future
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -188,6 +188,12 @@ class S3Destination:
         """Our part size, or larger so that the file fits in S3's 10,000 parts."""
         return max(self.part_size, -(-size // MAX_PARTS))
 
+    def ranged_part_size(self, size: int) -> int | None:
+        """The part size of a file this size sent in numbered parts (`S3Writer.write_part`);
+        None when it goes up in one PUT."""
+        part_size = self._part_size(size)
+        return part_size if size > max(self.multipart_threshold, part_size) else None
+
     def memory_for(self, size: int) -> int:
         part_size = self._part_size(size)
         if size <= max(self.multipart_threshold, part_size):
@@ -296,6 +302,7 @@ class S3Writer:
         self._slots = threading.BoundedSemaphore(destination.parts_in_flight)
         self._failure: BaseException | None = None
         self._closed = False
+        self._numbered: dict[int, dict[str, Any]] = {}  # parts given by number (write_part)
 
     def write(self, chunk: bytes) -> None:
         self._raise_if_failed()
@@ -429,3 +436,48 @@ class S3Writer:
     def _raise_if_failed(self) -> None:
         if self._failure is not None:
             raise DestinationError(str(self._failure)) from self._failure
+
+    # -- numbered parts: the caller cuts the file, hashes each part, and may send them at once
+
+    def begin_parts(self) -> None:
+        """Start the multipart upload that `write_part` fills and `commit_parts` completes."""
+        with s3_errors(f"start the upload of {self._key}"):
+            answer = self._client.create_multipart_upload(
+                Bucket=self._dest.bucket, Key=self._key, ChecksumAlgorithm="SHA256"
+            )
+        self._upload_id = answer["UploadId"]
+
+    def write_part(
+        self, number: int, offset: int, data: bytes | bytearray, sha256: bytes
+    ) -> None:
+        """Upload part `number` (1-based), whose SHA-256 the caller computed; the digest signs
+        the request and is S3's checksum of the part, so the bytes are not hashed again here.
+        Safe from several threads at once; sending a number again replaces that part."""
+        checksum = base64.b64encode(sha256).decode()
+        body = cast(bytes, data)  # a buffer goes out as it is: botocore sends any bytes-like
+        etag = self._direct_part(number, body, sha256.hex(), checksum)
+        if etag is None:
+            with s3_errors(f"upload part {number} of {self._key}"):
+                etag = self._client.upload_part(
+                    Bucket=self._dest.bucket, Key=self._key, UploadId=self._upload_id,
+                    PartNumber=number, Body=body, ChecksumSHA256=checksum,
+                )["ETag"]
+        self._numbered[number] = {"PartNumber": number, "ETag": etag, "ChecksumSHA256": checksum}
+
+    def commit_parts(self, sha256_hex: str) -> str | None:
+        """Complete the upload from the numbered parts; the object's composite checksum."""
+        parts = [self._numbered[number] for number in sorted(self._numbered)]
+        try:
+            if [part["PartNumber"] for part in parts] != list(range(1, len(parts) + 1)):
+                raise DestinationError(f"parts of {self._key} missing; not completing it")
+            with s3_errors(f"complete the upload of {self._key}"):
+                self._client.complete_multipart_upload(
+                    Bucket=self._dest.bucket, Key=self._key, UploadId=self._upload_id,
+                    MultipartUpload={"Parts": parts},
+                )
+        except BaseException:
+            self.abort()
+            raise
+        self._upload_id = None
+        self._closed = True
+        return composite_checksum([part["ChecksumSHA256"] for part in parts])
