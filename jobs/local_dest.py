@@ -59,7 +59,7 @@ class LocalDestination:
         return 0  # bytes go straight to the file
 
     def ranged_part_size(self, size: int) -> int | None:
-        """The part size of a file this size written in parts at once (`LocalWriter.write_part`);
+        """The part size of a file this size written in parts at once (`LocalWriter.write_at`);
         None when it is small enough to stream."""
         return defaults.PART_SIZE if size > defaults.MULTIPART_THRESHOLD else None
 
@@ -160,13 +160,8 @@ class LocalWriter:
         except OSError as error:
             raise DestinationError(f"cannot write {self._final}: {error}") from error
 
-    def begin_parts(self) -> None:
-        """Nothing to prepare: `write_part` grows the file as parts land."""
-
-    def write_part(
-        self, number: int, offset: int, data: bytes | bytearray, sha256: bytes
-    ) -> None:
-        """Write one part at its offset (pwrite: parts may land in any order, from any thread).
+    def write_at(self, offset: int, data: bytes) -> None:
+        """Write `data` at `offset` (pwrite: pieces may land in any order, from any thread).
         Not to be mixed with `write`, whose buffered file position this does not move."""
         view = memoryview(data)
         try:
@@ -175,10 +170,6 @@ class LocalWriter:
                 view, offset = view[written:], offset + written
         except OSError as error:
             raise DestinationError(f"cannot write {self._final}: {error}") from error
-
-    def commit_parts(self, sha256_hex: str) -> str | None:
-        """Rename the file written in parts into place, as `commit` does."""
-        return self.commit(sha256_hex)
 
     def commit(self, sha256_hex: str) -> str | None:
         try:

@@ -447,9 +447,7 @@ class S3Writer:
             )
         self._upload_id = answer["UploadId"]
 
-    def write_part(
-        self, number: int, offset: int, data: bytes | bytearray, sha256: bytes
-    ) -> None:
+    def write_part(self, number: int, data: bytes | bytearray, sha256: bytes) -> None:
         """Upload part `number` (1-based), whose SHA-256 the caller computed; the digest signs
         the request and is S3's checksum of the part, so the bytes are not hashed again here.
         Safe from several threads at once; sending a number again replaces that part."""
