@@ -37,6 +37,10 @@ PART_ATTEMPTS = 3
 """Times one part of a ranged transfer is downloaded (after the client's own retries) before
 the whole file counts as failed."""
 
+SYNC_ONE_BY_ONE_FILES = 16
+"""A local destination makes at most this many new files durable with an fsync each; more share
+one syncfs of the file system, which also writes back other programs' dirty pages."""
+
 MEMORY_BUDGET = 192 * MiB
 """Bytes of S3 buffers one process may hold across all files in flight."""
 

@@ -119,12 +119,14 @@ class LocalDestination:
         shutil.rmtree(self._partial, ignore_errors=True)
 
     def sync(self) -> None:
-        """Make every file written so far durable (one syncfs, else an fsync per file)."""
+        """Make every file written so far durable: an fsync each when they are few, else one
+        syncfs (which also writes back every other program's dirty pages on the file system:
+        worth it for hundreds of small files, not for one large file beside a busy disk)."""
         with self._lock:
             pending, self._unsynced = self._unsynced, []
         if not pending or self.sync_each_file:
             return
-        if not _syncfs(self.root):
+        if len(pending) <= defaults.SYNC_ONE_BY_ONE_FILES or not _syncfs(self.root):
             for path in pending:
                 _fsync_path(path)
         for folder in {path.parent for path in pending}:
@@ -159,6 +161,15 @@ class LocalWriter:
             self._handle.write(chunk)
         except OSError as error:
             raise DestinationError(f"cannot write {self._final}: {error}") from error
+
+    def written(self, offset: int, length: int) -> None:
+        """Those bytes are complete: start writing them to disk now (without waiting), so that
+        making the file durable at the end has little left to do, and drop them from the page
+        cache once on disk (nothing here reads them again)."""
+        try:
+            os.posix_fadvise(self._handle.fileno(), offset, length, os.POSIX_FADV_DONTNEED)
+        except OSError as error:  # advice only: the sync at the end writes whatever is left
+            log.debug("no early write-back of %s: %s", self._final, error)
 
     def write_at(self, offset: int, data: bytes) -> None:
         """Write `data` at `offset` (pwrite: pieces may land in any order, from any thread).

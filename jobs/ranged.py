@@ -78,6 +78,9 @@ class FileWriter(Protocol):
     def write_at(self, offset: int, data: bytes) -> None:
         """Write `data` at `offset`."""
 
+    def written(self, offset: int, length: int) -> None:
+        """Those bytes are all in: the file may start making them durable."""
+
     def commit(self, sha256_hex: str) -> str | None:
         """Make the file visible under its final name."""
 
@@ -265,6 +268,8 @@ class RangedMove:
             self.task.item_id, write, expected_size=self.task.size, offset=part.offset,
             length=part.length,
         )
+        for writer in self._files:
+            writer.written(part.offset, part.length)
         # Once per part, not per chunk: K threads taking a lock for every 64 KiB that arrives
         # cost more CPU in lock hand-offs than the hashing of those bytes.
         self._progress.add(part.length)
