@@ -72,25 +72,24 @@ class DirectPuts:
         self._lock = threading.Lock()
         self.enabled = True
 
-    def put_object(self, bucket: str, key: str, body: bytes, sha256_hex: str,
+    def put_object(self, bucket: str, key: str, body: bytes | bytearray, sha256_hex: str,
                    sha256_b64: str) -> None:
         """Store `body` as `key`, S3 checking it against its SHA-256."""
         self._put("PutObject", self._url(bucket, key), body, sha256_hex, sha256_b64)
 
-    def upload_part(self, bucket: str, key: str, upload_id: str, number: int, body: bytes,
-                    sha256_hex: str, sha256_b64: str) -> str:
+    def upload_part(self, bucket: str, key: str, upload_id: str, number: int,
+                    body: bytes | bytearray, sha256_hex: str, sha256_b64: str) -> str:
         """Upload part `number` of a multipart upload; its ETag."""
         query = f"partNumber={number}&uploadId={quote(upload_id, safe='')}"
         url = f"{self._url(bucket, key)}?{query}"
         return self._put("UploadPart", url, body, sha256_hex, sha256_b64)
 
-    def _put(self, operation: str, url: str, body: bytes, sha256_hex: str,
+    def _put(self, operation: str, url: str, body: bytes | bytearray, sha256_hex: str,
              sha256_b64: str) -> str:
         if not self.enabled:
             raise NotSent("direct PUTs are off for this endpoint")
-        request = self._signed(url, body, sha256_hex, sha256_b64)
         try:
-            response = self._send(operation, request)
+            response = self._send(operation, self._signed(url, body, sha256_hex, sha256_b64))
         except (BotoCoreError, OSError) as error:  # includes what a before-send hook raised
             raise NotSent(type(error).__name__) from error
         if response.status_code == 200 and "ETag" in response.headers:
@@ -98,7 +97,7 @@ class DirectPuts:
         self._judge(response.status_code, response.content)
         raise NotSent(f"HTTP {response.status_code}")
 
-    def _signed(self, url: str, body: bytes, sha256_hex: str, sha256_b64: str) -> Any:
+    def _signed(self, url: str, body: bytes | bytearray, sha256_hex: str, sha256_b64: str) -> Any:
         headers = {
             "Content-Length": str(len(body)),
             "x-amz-sdk-checksum-algorithm": "SHA256",  # what boto3 sends: S3 keeps the checksum

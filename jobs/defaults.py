@@ -20,16 +20,18 @@ MIN_CONCURRENCY = 1
 LIST_CONCURRENCY = 8
 """Folder listings run at once while walking a room's tree."""
 
-PART_SIZE = 8 * MiB
-"""S3 multipart part size; larger files get larger parts so they stay under 10,000 parts."""
+PART_SIZE = 16 * MiB
+"""S3 multipart part size; larger files get larger parts so they stay under 10,000 parts. Half
+as many requests as boto3's 8 MiB: each part costs the S3 server a request's overhead, and
+costs us one more buffer's worth of hashing hand-offs."""
 
 MULTIPART_THRESHOLD = 16 * MiB
 """Files up to this size go to S3 in one PUT; larger ones as multipart uploads."""
 
-PART_UPLOADS_PER_FILE = 8
-"""Parts of one file uploaded at once."""
+PART_UPLOADS_PER_FILE = 4
+"""Parts of one file uploaded at once, when it streams (a source without ranges)."""
 
-RANGED_PARTS_IN_FLIGHT = 8
+RANGED_PARTS_IN_FLIGHT = 6
 """Parts of one large file moved at once (each downloaded as a range, hashed, written, uploaded),
 when the source serves ranges; their buffers count against the memory budget."""
 

@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Executor, Future
 from contextlib import contextmanager
-from typing import Any, cast
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -421,7 +421,9 @@ class S3Writer:
         finally:
             self._slots.release()
 
-    def _direct_part(self, number: int, data: bytes, sha256_hex: str, checksum: str) -> str | None:
+    def _direct_part(
+        self, number: int, data: bytes | bytearray, sha256_hex: str, checksum: str
+    ) -> str | None:
         """The part's ETag, or None when it was not sent directly (boto3's turn)."""
         direct = self._dest.direct
         if direct is None or self._upload_id is None:
@@ -452,13 +454,12 @@ class S3Writer:
         the request and is S3's checksum of the part, so the bytes are not hashed again here.
         Safe from several threads at once; sending a number again replaces that part."""
         checksum = base64.b64encode(sha256).decode()
-        body = cast(bytes, data)  # a buffer goes out as it is: botocore sends any bytes-like
-        etag = self._direct_part(number, body, sha256.hex(), checksum)
+        etag = self._direct_part(number, data, sha256.hex(), checksum)
         if etag is None:
             with s3_errors(f"upload part {number} of {self._key}"):
                 etag = self._client.upload_part(
                     Bucket=self._dest.bucket, Key=self._key, UploadId=self._upload_id,
-                    PartNumber=number, Body=body, ChecksumSHA256=checksum,
+                    PartNumber=number, Body=data, ChecksumSHA256=checksum,
                 )["ETag"]
         self._numbered[number] = {"PartNumber": number, "ETag": etag, "ChecksumSHA256": checksum}
 

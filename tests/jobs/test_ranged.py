@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ConnectionClosedError
 
-from jobs import api
+from jobs import api, defaults
 from jobs.errors import Cancelled, VerificationFailed
 from jobs.flow import ByteBudget
 from jobs.local_dest import LocalDestination
@@ -149,8 +149,8 @@ def test_a_local_only_export_takes_the_large_file_in_ranges(
     assert (local_root / room.item.name).read_bytes() == room.data
     # Local only, the engine's own part size applies, not the S3 limits given above.
     assert sorted(asked.spans) == [
-        (start, min(start + 8 * 1024 * 1024, LARGE_SIZE) - 1)
-        for start in range(0, LARGE_SIZE, 8 * 1024 * 1024)
+        (start, min(start + defaults.PART_SIZE, LARGE_SIZE) - 1)
+        for start in range(0, LARGE_SIZE, defaults.PART_SIZE)
     ]
 
 
