@@ -117,6 +117,29 @@ def boto3_upload(
 # --- the naive exporter: what the proof of concept did, less its bugs -----------------------------
 
 
+def source_latency_s(api_url: str, samples: int = 50) -> float:
+    """What one request to the source takes with nothing else running: the median of
+    `samples` sequential GETs on one kept-alive connection (stdlib http.client, the cheapest
+    client at hand). It is the injected latency plus the proxy's own handling and its event
+    loop's timer granularity: the per-request cost no exporter can go below."""
+    import http.client
+    import statistics
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(api_url)
+    connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port or 80)
+    timings = []
+    try:
+        for _ in range(samples):
+            started = time.perf_counter()
+            connection.request("GET", "/v1/capabilities")
+            connection.getresponse().read()
+            timings.append(time.perf_counter() - started)
+    finally:
+        connection.close()
+    return statistics.median(timings)
+
+
 def naive_export(api_url: str, root_folder_id: str, target: Path, s3: Any, bucket: str,
                  prefix: str) -> tuple[Timing, int, int]:
     """List the room folder by folder, then for each file: download to disk, then upload it.
