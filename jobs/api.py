@@ -295,8 +295,11 @@ def _prepare(
         _end_abandoned(running, redis, engine, replaced_by=spec.job_id)
         running = store.find_active_job(engine, room.id, spec.destination_urls())
     if running is not None:
+        shared = ", ".join(sorted(set(running.destinations) & set(spec.destination_urls())))
         raise ExportAlreadyRunning(
-            f"{room.name} is already being exported there (job {running.id})", job_id=running.id
+            f"{room.name} is already being exported to {shared} (job {running.id}); wait for "
+            f"it or `vdr cancel {running.id}`. A job whose process was killed counts as gone "
+            f"about {limits.lease_s:.0f} s later.", job_id=running.id
         )
     record = JobRecord(
         id=spec.job_id, kind="export", room_id=room.id, room_name=room.name,

@@ -58,12 +58,22 @@ def _fail(message: str, code: int) -> click.exceptions.Exit:
 
 def _services() -> tuple[Any, Any]:
     """Redis and the SQL engine from the process settings; a bad setting ends the command."""
-    from redis import Redis
 
     from vdr_ops.settings import get_settings
 
     settings = get_settings()
-    return Redis.from_url(settings.redis_url), _engine(settings.database_url)
+    return _redis(settings.redis_url), _engine(settings.database_url)
+
+
+def _redis(redis_url: str) -> Any:
+    """A Redis client for REDIS_URL, or one line naming it when the URL is not one."""
+    from redis import Redis
+
+    try:
+        return Redis.from_url(redis_url)
+    except ValueError as error:
+        raise _fail(f"REDIS_URL is not a Redis URL ({error}); write it like "
+                    "redis://127.0.0.1:6379/0", EXIT_FAILED) from error
 
 
 def _engine(database_url: str) -> Any:
@@ -75,7 +85,7 @@ def _engine(database_url: str) -> Any:
     try:
         return store.get_engine(database_url)
     except (sa.exc.ArgumentError, sa.exc.OperationalError, sa.exc.InterfaceError,
-            sa.exc.NoSuchModuleError, ValueError) as error:
+            sa.exc.NoSuchModuleError, ValueError, ImportError) as error:  # no driver installed
         reason = str(getattr(error, "orig", None) or error).splitlines()[0]
         raise _fail(f"cannot use the jobs database (DATABASE_URL): {reason}; set DATABASE_URL "
                     "to a reachable PostgreSQL URL or a SQLite file in an existing folder",
@@ -360,7 +370,6 @@ def _state(state: str) -> str:
 def worker(burst: bool, queues: tuple[str, ...], name: str | None, simple: bool,
            no_scheduler: bool) -> None:
     """Run an RQ worker for export jobs (start as many as you like)."""
-    from redis import Redis
 
     from jobs.config import EngineConfig
     from jobs.worker import run_worker
@@ -370,7 +379,7 @@ def worker(burst: bool, queues: tuple[str, ...], name: str | None, simple: bool,
     settings = get_settings()
     if logging.getLogger("vdr").getEffectiveLevel() > logging.INFO:
         logging.getLogger("vdr").setLevel(logging.INFO)  # one line per job step, like RQ's own
-    _check_redis(Redis.from_url(settings.redis_url))
+    _check_redis(_redis(settings.redis_url))
     _engine(settings.database_url)  # migrate before the first job needs it
     run_worker(redis_url=settings.redis_url, queues=list(queues) or [QUEUE_NAME], burst=burst,
                simple=simple, name=name, with_scheduler=not no_scheduler,

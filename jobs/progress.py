@@ -127,7 +127,8 @@ def _rate(samples: list[tuple[float, float]], counters: dict[str, float]) -> flo
     """Bytes per second over the recent window, from the newest sample back."""
     if len(samples) >= 2:
         newest_time, newest_bytes = samples[0]
-        for moment, done in samples[1:]:
+        oldest_time, oldest_bytes = samples[1]  # even when older than the window (a stall)
+        for moment, done in samples[2:]:
             if newest_time - moment >= RATE_WINDOW_S:
                 break
             oldest_time, oldest_bytes = moment, done

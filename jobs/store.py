@@ -230,11 +230,12 @@ def list_jobs(engine: sa.Engine, *, active_only: bool = True, limit: int = 20) -
 
 
 def find_active_job(engine: sa.Engine, room_id: str, destinations: list[str]) -> JobRecord | None:
-    """A queued or running export of `room_id` to exactly these destinations."""
+    """A queued or running export of `room_id` to any of these destinations: two jobs writing
+    the same files (and cleaning up each other's uploads) would waste both."""
     query = sa.select(JobRow).where(JobRow.room_id == room_id, JobRow.state.in_(ACTIVE_STATES))
     with Session(engine) as session:
         for row in session.scalars(query):
-            if sorted(row.destinations) == sorted(destinations):
+            if set(row.destinations) & set(destinations):
                 return _job_record(row)
     return None
 

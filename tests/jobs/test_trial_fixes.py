@@ -114,6 +114,25 @@ def test_a_job_with_a_live_lease_still_blocks_a_second_export(
     assert code == 1 and "already being exported" in output and running.id in output
 
 
+def test_a_second_export_sharing_one_destination_with_a_running_one_is_refused(
+    proxy_url: str, jobs_env: JobsEnv
+) -> None:
+    s3_url = f"s3://{jobs_env.bucket}/archive"
+    options = {"room_ref": "Project Beta", "requested_by": "U1", "redis": jobs_env.redis,
+               "engine": jobs_env.engine, "client": VdrClient(proxy_url),
+               "local_root": str(jobs_env.tmp / "first"), "s3_url": s3_url}
+    running = api.enqueue_export(**options)
+    state = JobState(jobs_env.redis, running.id)
+    state.set_task("plan", "running")
+    state.acquire_lease("plan", 30)
+
+    code, output = vdr("export", "Project Beta", "--to", str(jobs_env.tmp / "second"),
+                       "--s3", s3_url)
+
+    assert code == 1 and running.id in output and s3_url in output, output
+    assert f"vdr cancel {running.id}" in output
+
+
 def test_vdr_cancel_closes_a_job_whose_process_is_gone(
     proxy_url: str, jobs_env: JobsEnv
 ) -> None:
@@ -136,6 +155,7 @@ def test_vdr_cancel_closes_a_job_whose_process_is_gone(
     "notaurl",
     "postgresql://postgres@127.0.0.1:{port}/test",
     "sqlite:///{tmp}/missing/folder/vdr.db",
+    "mysql://nobody@127.0.0.1:{port}/vdr",  # a dialect whose driver is not installed
 ])
 def test_a_bad_database_url_is_one_line_naming_the_setting(
     database_url: str, proxy_url: str, jobs_env: JobsEnv, monkeypatch: pytest.MonkeyPatch
@@ -160,6 +180,18 @@ def test_vdr_worker_with_redis_down_says_so_in_one_line(
     code, output = vdr("worker", "--burst")
 
     assert code == 1 and "REDIS_URL" in output and "Traceback" not in output
+
+
+@pytest.mark.parametrize("command", [("reports",), ("worker", "--burst")])
+def test_a_redis_url_that_is_not_one_is_one_line_naming_the_setting(
+    command: tuple[str, ...], jobs_env: JobsEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REDIS_URL", "garbage")
+    get_settings.cache_clear()
+
+    code, output = vdr(*command)
+
+    assert code == 1 and "REDIS_URL" in output and "Traceback" not in output, output
 
 
 def wait_for(probe: Callable[[], Any], timeout_s: float) -> Any:
