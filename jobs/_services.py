@@ -7,6 +7,8 @@ failure injected by a botocore event hook).
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -28,7 +30,9 @@ from jobs.s3_dest import S3Destination, direct_puts_for, parse_s3_url, shared_s3
 from jobs.state import JobState
 from vdr_client import RetryEvent, VdrClient
 
-__all__ = ["ClientFactory", "Services", "open_client", "open_destinations"]
+__all__ = ["ClientFactory", "Services", "open_client", "open_destinations", "warm_s3_client"]
+
+log = logging.getLogger("vdr.jobs.export")
 
 ClientFactory = Callable[..., VdrClient]
 
@@ -66,7 +70,7 @@ def open_client(
 def open_destinations(spec: ExportSpec, services: Services) -> Iterator[list[Destination]]:
     config = services.config
     destinations: list[Destination] = []
-    part_threads = config.part_uploads_per_file * 4
+    part_threads = _part_threads(config)
     pool = ThreadPoolExecutor(part_threads, thread_name_prefix="vdr-s3-part")
     try:
         if spec.local_root:
@@ -74,7 +78,7 @@ def open_destinations(spec: ExportSpec, services: Services) -> Iterator[list[Des
             destinations.append(LocalDestination(root, sync_each_file=config.sync_each_file))
         if spec.s3_url:
             bucket, prefix = parse_s3_url(spec.s3_url)
-            connections = config.max_concurrency + part_threads
+            connections = s3_connections(config)
             client = services.s3_client_factory(connections)
             destinations.append(S3Destination(
                 client, bucket, f"{prefix}/{spec.room_folder}".strip("/"), part_pool=pool,
@@ -85,6 +89,30 @@ def open_destinations(spec: ExportSpec, services: Services) -> Iterator[list[Des
         yield destinations
     finally:
         pool.shutdown(wait=True)
+
+
+def s3_connections(config: EngineConfig) -> int:
+    """Connections of the S3 client: every file in flight, and every part upload."""
+    return config.max_concurrency + _part_threads(config)
+
+
+def _part_threads(config: EngineConfig) -> int:
+    return config.part_uploads_per_file * 4
+
+
+def warm_s3_client(services: Services) -> None:
+    """Build the S3 client in the background (loading botocore's models takes ~0.1 s of CPU),
+    so that it is ready, or nearly, when the export first needs it."""
+    connections = s3_connections(services.config)
+    threading.Thread(target=_build_quietly, args=(services, connections), daemon=True,
+                     name="vdr-s3-warm-up").start()
+
+
+def _build_quietly(services: Services, connections: int) -> None:
+    try:
+        services.s3_client_factory(connections)
+    except Exception as error:  # the export itself will report what is wrong
+        log.debug("S3 client not built ahead: %s", error)
 
 
 def s3_first(destinations: list[Destination]) -> list[Destination]:

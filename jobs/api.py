@@ -20,6 +20,7 @@ from redis.exceptions import RedisError
 
 from jobs import engine as export_engine
 from jobs import store
+from jobs._services import warm_s3_client
 from jobs.config import EngineConfig
 from jobs.errors import (
     ExportAlreadyRunning,
@@ -119,6 +120,9 @@ def run_export(
     Returns None only if another process holds part of the job and will finish it.
     """
     _check_redis(redis)
+    services = services or export_engine.Services(redis=redis, engine=engine)
+    if s3_url:
+        warm_s3_client(services)  # meanwhile the job is prepared
     spec, record = _prepare(
         room_ref=room_ref, to_local=to_local, s3_url=s3_url, local_root=local_root,
         requested_by=requested_by, origin=None, idempotency_key=None, redis=redis,
@@ -132,7 +136,6 @@ def run_export(
     _audit_request(engine, spec, None)
     if on_job is not None:
         on_job(record)
-    services = services or export_engine.Services(redis=redis, engine=engine)
     return _run_inline(spec, services)
 
 

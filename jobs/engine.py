@@ -13,12 +13,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 from jobs import store
 from jobs._leases import LeaseKeeper, claim_shards, held_lease
 from jobs._runner import ShardRunner
 from jobs._services import Services, open_client, open_destinations, s3_first
+from jobs.destinations import Destination
 from jobs.manifest import ManifestEntry, encode_lines
 from jobs.plan import (
     ExportSpec,
@@ -67,21 +69,38 @@ def plan(spec: ExportSpec, services: Services) -> list[int] | None:
 def _list_and_split(
     spec: ExportSpec, state: JobState, services: Services
 ) -> tuple[Tree, list[list[FileTask]]]:
-    """The room's tree, and its files cut into shards, knowing what earlier exports left."""
+    """The room's tree, and its files cut into shards, knowing what earlier exports left.
+
+    What the destinations hold (earlier manifests, what is already there) is asked while the
+    room is listed: both mostly wait on the network, and a small room's export is short enough
+    for that wait to count."""
     with open_destinations(spec, services) as destinations:
         for dest in destinations:
             dest.check()  # refuse now, not after listing a large room
-    with open_client(services, spec, state, {}) as client:
-        tree = walk_tree(client, spec.root_folder_id, concurrency=services.config.list_concurrency)
-    with open_destinations(spec, services) as destinations:
-        earlier = [dest.read_manifest() for dest in s3_first(destinations)]
-        tree.files = merge_earlier(tree.files, earlier)
-        for dest in destinations:
-            present = dest.existing_paths()
-            if present is not None:
-                mark_unseen(tree.files, dest.url, present)
+        with ThreadPoolExecutor(1, thread_name_prefix="vdr-plan") as side:
+            held = side.submit(_what_destinations_hold, destinations)
+            with open_client(services, spec, state, {}) as client:
+                tree = walk_tree(client, spec.root_folder_id,
+                                 concurrency=services.config.list_concurrency)
+            earlier, present = held.result()
+    tree.files = merge_earlier(tree.files, earlier)
+    for url, paths in present.items():
+        mark_unseen(tree.files, url, paths)
     limits = {"max_files": spec.shard_max_files, "max_bytes": spec.shard_max_bytes}
     return tree, split_shards(tree.files, **limits)
+
+
+def _what_destinations_hold(
+    destinations: list[Destination],
+) -> tuple[list[list[ManifestEntry]], dict[str, set[str]]]:
+    """Earlier manifests (S3's first), and the paths each destination lists as present."""
+    earlier = [dest.read_manifest() for dest in s3_first(destinations)]
+    present: dict[str, set[str]] = {}
+    for dest in destinations:
+        paths = dest.existing_paths()
+        if paths is not None:
+            present[dest.url] = paths
+    return earlier, present
 
 
 def _mark_started(state: JobState, spec: ExportSpec, services: Services) -> None:

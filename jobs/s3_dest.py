@@ -77,10 +77,14 @@ def shared_s3_client(max_connections: int = 64) -> Any:
     """One S3 client per configuration and process (boto3 clients are thread-safe; building
     one is slow). Keyed by process id too: a forked child never uses its parent's sockets."""
     key = (os.getpid(), max_connections, *(os.environ.get(name) for name in _S3_ENV))
-    client = _clients.get(key)
-    if client is None:
-        client = _clients.setdefault(key, make_s3_client(max_connections))
+    with _shared_lock:  # two threads asking at once wait for one client, not build two
+        client = _clients.get(key)
+        if client is None:
+            client = _clients[key] = make_s3_client(max_connections)
     return client
+
+
+_shared_lock = threading.Lock()
 
 
 def warm_up_s3() -> None:
