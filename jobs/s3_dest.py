@@ -409,21 +409,24 @@ class S3Writer:
 
     def _upload_part(self, number: int, data: bytes) -> dict[str, Any]:
         try:
-            digest = hashlib.sha256(data).digest()
-            checksum = base64.b64encode(digest).decode()
-            etag = self._direct_part(number, data, digest.hex(), checksum)
-            if etag is None:
-                with s3_errors(f"upload part {number} of {self._key}"):
-                    etag = self._client.upload_part(
-                        Bucket=self._dest.bucket, Key=self._key, UploadId=self._upload_id,
-                        PartNumber=number, Body=data, ChecksumSHA256=checksum,
-                    )["ETag"]
-            return {"PartNumber": number, "ETag": etag, "ChecksumSHA256": checksum}
+            return self._put_part(number, data, hashlib.sha256(data).digest())
         except BaseException as error:
             self._failure = self._failure or error
             raise
         finally:
             self._slots.release()
+
+    def _put_part(self, number: int, data: bytes | bytearray, sha256: bytes) -> dict[str, Any]:
+        """Upload part `number` (directly, else through boto3); its entry for the completion."""
+        checksum = base64.b64encode(sha256).decode()
+        etag = self._direct_part(number, data, sha256.hex(), checksum)
+        if etag is None:
+            with s3_errors(f"upload part {number} of {self._key}"):
+                etag = self._client.upload_part(
+                    Bucket=self._dest.bucket, Key=self._key, UploadId=self._upload_id,
+                    PartNumber=number, Body=data, ChecksumSHA256=checksum,
+                )["ETag"]
+        return {"PartNumber": number, "ETag": etag, "ChecksumSHA256": checksum}
 
     def _direct_part(
         self, number: int, data: bytes | bytearray, sha256_hex: str, checksum: str
@@ -457,15 +460,7 @@ class S3Writer:
         """Upload part `number` (1-based), whose SHA-256 the caller computed; the digest signs
         the request and is S3's checksum of the part, so the bytes are not hashed again here.
         Safe from several threads at once; sending a number again replaces that part."""
-        checksum = base64.b64encode(sha256).decode()
-        etag = self._direct_part(number, data, sha256.hex(), checksum)
-        if etag is None:
-            with s3_errors(f"upload part {number} of {self._key}"):
-                etag = self._client.upload_part(
-                    Bucket=self._dest.bucket, Key=self._key, UploadId=self._upload_id,
-                    PartNumber=number, Body=data, ChecksumSHA256=checksum,
-                )["ETag"]
-        self._numbered[number] = {"PartNumber": number, "ETag": etag, "ChecksumSHA256": checksum}
+        self._numbered[number] = self._put_part(number, data, sha256)
 
     def commit_parts(self, sha256_hex: str) -> str | None:
         """Complete the upload from the numbered parts; the object's composite checksum."""
