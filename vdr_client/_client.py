@@ -12,8 +12,11 @@ did not act (refused connection, 429).
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
+import os
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -91,6 +94,8 @@ class VdrClient:
         self._http = httpx.Client(
             base_url=self.base_url,
             transport=transport,
+            verify=_shared_ssl_context(os.environ.get("SSL_CERT_FILE"),
+                                       os.environ.get("SSL_CERT_DIR")),
             timeout=timeout_s,
             limits=limits,
             follow_redirects=False,
@@ -414,3 +419,11 @@ def _follow(fetch: Callable[[str | None], Page[P]]) -> Iterator[P]:
             raise IntegrityError(f"the server repeated cursor {page.next_cursor[:40]!r}")
         seen.add(page.next_cursor)
         cursor = page.next_cursor
+
+
+@functools.lru_cache(maxsize=4)
+def _shared_ssl_context(cert_file: str | None, cert_dir: str | None) -> ssl.SSLContext:
+    """httpx's default context, built once per process and trust settings: loading the CA
+    bundle takes about 25 ms, and every job step opens a client of its own. The arguments are
+    the environment httpx reads, so a changed bundle still takes effect."""
+    return httpx.create_ssl_context()
