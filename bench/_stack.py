@@ -99,11 +99,15 @@ def _wait_http(service: Service, probe: str) -> None:
     raise StackError(f"{service.name} did not answer on {service.url}; see {service.log}")
 
 
-def _spawn(name: str, argv: Sequence[str], port: int, workdir: Path, probe: str) -> Service:
+def _spawn(
+    name: str, argv: Sequence[str], port: int, workdir: Path, probe: str,
+    extra_env: dict[str, str] | None = None,
+) -> Service:
     log = workdir / f"{name}.log"
     with open(log, "wb") as sink:
         process = subprocess.Popen(
-            list(argv), stdout=sink, stderr=subprocess.STDOUT, env=os.environ.copy(),
+            list(argv), stdout=sink, stderr=subprocess.STDOUT,
+            env={**os.environ, **(extra_env or {})},
             start_new_session=True,
         )
     service = Service(name, f"http://127.0.0.1:{port}", process, log)
@@ -114,7 +118,19 @@ def _spawn(name: str, argv: Sequence[str], port: int, workdir: Path, probe: str)
 def start_moto(workdir: Path) -> Service:
     port = free_port()
     argv = [sys.executable, "-c", _MOTO_MAIN, str(port)]
-    return _spawn("moto", argv, port, workdir, "/")
+    return _spawn("moto", argv, port, workdir, "/", extra_env=_in_memory_temp())
+
+
+def _in_memory_temp() -> dict[str, str]:
+    """Where moto's temp files go: RAM (/dev/shm) when the machine has it.
+
+    moto keeps every object or part over 8 MiB in a temp file, so by default a large upload
+    also writes the local disk twice (the parts, then the assembled object). Real S3 shares no
+    disk with the machine exporting, and our export writes that same disk as well: left there,
+    moto's writes and ours would queue for it, a cost of the stand-in rather than of either
+    tool under test."""
+    shm = Path("/dev/shm")
+    return {"TMPDIR": str(shm)} if shm.is_dir() and os.access(shm, os.W_OK) else {}
 
 
 def start_proxy(workdir: Path, rooms: Sequence[str], *, latency_ms: float = 0.0) -> Service:
