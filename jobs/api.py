@@ -315,8 +315,10 @@ def _prepare(
 def _check_s3_prefix(s3_url: str) -> None:
     """Refuse `..`, `.` and empty segments: S3 keeps them literally, so `s3://b/../../x` would
     write keys starting `../../x` that tools copying the export out resolve elsewhere."""
-    _, prefix = parse_s3_url(s3_url)
-    if not prefix or all(part not in ("", ".", "..") for part in prefix.split("/")):
+    bucket, prefix = parse_s3_url(s3_url)
+    segments = set(prefix.split("/")) if prefix else set()
+    doubled = s3_url.strip().startswith(f"s3://{bucket}//")  # parsing drops that slash
+    if not doubled and not segments & {"", ".", ".."}:
         return
     raise InvalidRequest(f"{s3_url!r}: the S3 prefix may not contain '..', '.' or empty "
                          "segments (//); write s3://bucket/folder/subfolder")

@@ -21,7 +21,16 @@ from concurrent.futures import Executor, Future
 from contextlib import contextmanager
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    PartialCredentialsError,
+    ReadTimeoutError,
+)
 
 from jobs import defaults
 from jobs._s3_direct import DirectPuts, NotSent
@@ -150,9 +159,18 @@ def s3_errors(what: str) -> Iterator[None]:
     except ClientError as error:
         code = error.response.get("Error", {}).get("Code", "error")
         raise DestinationError(f"S3 refused to {what}: {code}") from error
-    except BotoCoreError as error:  # its message may quote URLs: name the kind only
-        kind = type(error).__name__
+    except (NoCredentialsError, PartialCredentialsError) as error:
+        raise DestinationError(
+            f"no AWS credentials to {what}: set AWS_PROFILE, or AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY, as for any boto3 program"
+        ) from error
+    except (EndpointConnectionError, ConnectionClosedError, ConnectTimeoutError,
+            ReadTimeoutError) as error:
+        kind = type(error).__name__  # its message may quote URLs: name the kind only
         raise DestinationError(f"S3 unreachable while trying to {what} ({kind})") from error
+    except BotoCoreError as error:
+        kind = type(error).__name__
+        raise DestinationError(f"S3 client could not {what} ({kind})") from error
 
 
 class S3Destination:

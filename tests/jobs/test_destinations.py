@@ -17,6 +17,7 @@ from jobs.errors import DestinationError, InvalidRequest
 from jobs.local_dest import LocalDestination
 from jobs.manifest import ManifestEntry, encode_lines
 from jobs.s3_dest import S3Destination, direct_puts_for, make_s3_client, parse_s3_url
+from tests.fixtures.services import free_port
 
 MiB = 1024 * 1024
 
@@ -228,3 +229,27 @@ def test_s3_urls_are_parsed_and_checked() -> None:
     assert parse_s3_url("s3://my-bucket") == ("my-bucket", "")
     with pytest.raises(InvalidRequest):
         parse_s3_url("https://my-bucket/a")
+
+
+def test_missing_credentials_are_named_with_what_to_set(
+    s3_server: str, pool: ThreadPoolExecutor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3_server)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    dest = S3Destination(make_s3_client(max_attempts=1), "vault", "room", part_pool=pool)
+
+    with pytest.raises(DestinationError, match="no AWS credentials .* AWS_PROFILE"):
+        dest.check()
+
+
+def test_an_endpoint_nobody_answers_is_called_unreachable(
+    pool: ThreadPoolExecutor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    dest = S3Destination(make_s3_client(max_attempts=1), "vault", "room", part_pool=pool)
+
+    with pytest.raises(DestinationError, match="S3 unreachable .*EndpointConnectionError"):
+        dest.check()

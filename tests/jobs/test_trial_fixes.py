@@ -324,7 +324,9 @@ def test_a_resumed_shard_counts_the_files_it_kept_as_already_there(
     assert report.files_skipped == 3
 
 
-@pytest.mark.parametrize("s3_url", ["s3://bucket/../../x", "s3://bucket/a//b", "s3://bucket/a/./b"])
+@pytest.mark.parametrize(
+    "s3_url", ["s3://bucket/../../x", "s3://bucket/a//b", "s3://bucket/a/./b", "s3://bucket//x"]
+)
 def test_an_s3_prefix_with_dot_or_empty_segments_is_refused(
     s3_url: str, proxy_url: str, jobs_env: JobsEnv
 ) -> None:
