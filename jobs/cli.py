@@ -256,7 +256,7 @@ def _cancel_inline(
     from jobs import api
 
     job = outcome.get("job")
-    _console(stderr=True).print("cancelling: finishing the files in flight ...")
+    _console(stderr=True).print("cancelling: stopping the files in flight, then the report ...")
     if job is not None:
         api.cancel_job(job.id, actor=options["requested_by"], redis=options["redis"],
                        engine=options["engine"])

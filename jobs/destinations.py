@@ -71,7 +71,8 @@ class Destination(Protocol):
         """Create folders that hold no file (S3 has none to create)."""
 
     def clean_up(self) -> None:
-        """Remove leftovers of interrupted writes (temp files, open multipart uploads)."""
+        """Remove leftovers of interrupted writes (temp files, open multipart uploads), and a
+        folder left empty."""
 
     def sync(self) -> None:
         """Make everything committed so far durable (S3: already is)."""

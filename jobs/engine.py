@@ -34,7 +34,10 @@ from jobs.plan import (
 from jobs.progress import emit_event
 from jobs.state import JobState, shard_number, shard_task
 
-__all__ = ["Services", "fail_job", "finalize", "plan", "run_shards", "shards_ready_for_finalize"]
+__all__ = [
+    "Services", "fail_job", "finalize", "plan", "run_shards", "shards_ready_for_finalize",
+    "tidy_destinations",
+]
 
 log = logging.getLogger("vdr.jobs.export")
 
@@ -150,8 +153,10 @@ def finalize(spec: ExportSpec, services: Services) -> store.Report | None:
             return None
         entries = state.manifest_entries()
         locations: list[str] = []
-        if entries or not state.cancel_requested():  # a job stopped before any file: leave all
+        if entries or not state.cancel_requested():
             locations = _write_manifests(spec, state, services, entries)
+        else:  # stopped before any file: no manifest, and nothing of ours left behind
+            tidy_destinations(spec, services)
         report = _report(spec, state, services, locations=locations)
         _close_job(spec, state, services, report)
         state.set_task("finalize", "done")
@@ -185,12 +190,31 @@ def _shards_over(state: JobState) -> bool:
     return tasks.get("plan") == "done" and all(value in ("done", "failed") for value in shards)
 
 
-def fail_job(spec: ExportSpec, services: Services, error: str) -> store.Report:
-    """End a job that cannot go on (room gone, destination refused): a failed report."""
+def fail_job(
+    spec: ExportSpec, services: Services, error: str, *, tidy: bool = False
+) -> store.Report:
+    """End a job that cannot go on (room gone, destination refused): a failed report.
+
+    With `tidy`, for a process that can reach the destinations (the one running the export),
+    its temp folder and open multipart uploads are removed first; elsewhere they stay until
+    the next export to the same place."""
+    if tidy:
+        tidy_destinations(spec, services)
     state = JobState(services.redis, spec.job_id)
     report = _report(spec, state, services, locations=[], error=error)
     _close_job(spec, state, services, report)
     return report
+
+
+def tidy_destinations(spec: ExportSpec, services: Services) -> None:
+    """Remove what an unfinished job left in its destinations (temp files, open multipart
+    uploads); finished files stay. Best effort: a destination out of reach is left as it is."""
+    try:
+        with open_destinations(spec, services) as destinations:
+            for dest in destinations:
+                dest.clean_up()
+    except Exception as error:  # the job's own error is what its report gives
+        log.warning("job %s: destinations not tidied: %s", spec.job_id, error)
 
 
 def _report(

@@ -10,6 +10,7 @@ verification: a rerun re-hashes every file it finds before trusting it.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import logging
@@ -116,6 +117,8 @@ class LocalDestination:
 
     def clean_up(self) -> None:
         shutil.rmtree(self._partial, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            self.root.rmdir()  # only if empty: a job that wrote nothing leaves no folder
 
     def sync(self) -> None:
         """Make every file written so far durable: an fsync each when they are few, else one

@@ -211,11 +211,11 @@ def _fail_job_when_hopeless(spec: ExportSpec, services: engine.Services) -> Iter
     """Fail the job with a report when an error is permanent, or when retries ran out."""
     try:
         yield
-    except PERMANENT_ERRORS as error:
-        engine.fail_job(spec, services, f"{type(error).__name__}: {error}")  # a retry won't help
+    except PERMANENT_ERRORS as error:  # a retry won't help
+        engine.fail_job(spec, services, f"{type(error).__name__}: {error}", tidy=True)
     except Exception as error:
         if _last_attempt():
-            engine.fail_job(spec, services, f"{type(error).__name__}: {error}")
+            engine.fail_job(spec, services, f"{type(error).__name__}: {error}", tidy=True)
         raise
 
 

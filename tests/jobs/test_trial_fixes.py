@@ -16,6 +16,7 @@ from rq import Queue
 
 from jobs import api, defaults, store
 from jobs import engine as export_engine
+from jobs.local_dest import LocalDestination
 from jobs.plan import ExportSpec
 from jobs.state import JobState, active_jobs, shard_task
 from jobs.tasks import requeue_abandoned
@@ -361,3 +362,36 @@ def test_terminal_escapes_in_room_names_are_printed_escaped(
     for shown in (output, listed):  # (rich's own cursor codes for the bar may be there)
         assert "\x1b]0;" not in shown and "\x07" not in shown and "Evil\\x1b]0;p" in shown
     assert "\\x1b]0;pwned\\x07 [red]room" in output  # the table may wrap the name
+
+
+def test_an_export_refused_by_s3_leaves_nothing_in_the_local_folder(
+    jobs_env: JobsEnv, proxy_url: str
+) -> None:
+    exports = jobs_env.tmp / "refused"
+
+    code, output = vdr("export", "Project Beta", "--to", str(exports),
+                       "--s3", "s3://no-such-bucket-here/archive")
+
+    assert code == 1 and "no-such-bucket-here" in output, output
+    assert store.list_reports(jobs_env.engine)[0].state == "failed"
+    assert list(exports.iterdir()) == []  # neither the room folder nor its .vdr-partial
+
+
+def test_a_job_cancelled_before_any_file_leaves_no_folder(
+    jobs_env: JobsEnv, proxy_url: str
+) -> None:
+    client = VdrClient(proxy_url)
+    job = api.enqueue_export(room_ref="Project Beta", requested_by="U1", redis=jobs_env.redis,
+                             engine=jobs_env.engine, client=client,
+                             local_root=str(jobs_env.tmp / "cancelled"))
+    spec = ExportSpec.model_validate(JobState(jobs_env.redis, job.id).load_spec())
+    services = export_engine.Services(redis=jobs_env.redis, engine=jobs_env.engine)
+    LocalDestination(Path(spec.local_root or "") / spec.room_folder).check()  # a run began
+    JobState(jobs_env.redis, job.id).request_cancel("U2")
+
+    numbers = export_engine.plan(spec, services)
+    export_engine.run_shards(spec, numbers or [], services)
+    report = export_engine.finalize(spec, services)
+
+    assert report is not None and report.state == "cancelled"
+    assert list((jobs_env.tmp / "cancelled").iterdir()) == []
