@@ -7,6 +7,7 @@ reached, 130 cancelled from the keyboard.
 
 from __future__ import annotations
 
+import functools
 import getpass
 import json
 import logging
@@ -335,22 +336,37 @@ def report(report_id: str, as_json: bool) -> None:
 
 
 def _print_report(item: Any) -> None:
+    # One line per fact, never cut at the console's width: paths and reasons are long, and a
+    # line broken in two reads as two facts (and breaks grep).
     console = _console()
-    console.print(f"[bold]{_shown(item.room_name)}[/] ({item.room_id}) export {_state(item.state)}"
-                  f" — report {item.id}, job {item.job_id}, asked by {_shown(item.requested_by)}")
-    console.print(f"files {item.files_done}/{item.files_total} (already there: "
-                  f"{item.files_skipped}, failed: {item.files_failed}), "
-                  f"{human_size(item.bytes_done)} of {human_size(item.bytes_total)}, "
-                  f"{item.retries} retries, {item.duration_s:.1f}s")
+    say = functools.partial(console.print, soft_wrap=True)
+    say(f"[bold]{_shown(item.room_name)}[/] ({item.room_id}) export {_state(item.state)}"
+        f" — report {item.id}, job {item.job_id}, asked by {_shown(item.requested_by)}")
+    say(f"files {item.files_done}/{item.files_total} (already there: {item.files_skipped}, "
+        f"failed: {item.files_failed}), {human_size(item.bytes_done)} of "
+        f"{human_size(item.bytes_total)}, {item.retries} retries, {item.duration_s:.1f}s")
     for location in item.manifest_locations:
-        console.print(f"manifest: {_shown(location)}")
+        say(f"manifest: {_shown(location)}")
     if item.error:
-        console.print(f"[red]error:[/] {_shown(item.error)}")
+        say(f"[red]error:[/] {_shown(item.error)}")
     for failure in item.failures[:50]:
-        console.print(f"[red]failed[/] {_shown(failure['path'])}: {_shown(failure['reason'])}")
+        say(f"[red]failed[/] {_shown(failure['path'])}: {_shown(failure['reason'])}")
     for retry in item.retried[:50]:
-        reason = f"{_shown(retry['reason'])} ×{retry['count']}"
-        console.print(f"retried {_shown(retry['path'])}: {reason}")
+        say(f"retried {_shown(retry['path'])}: {_shown(retry['reason'])} ×{retry['count']}")
+    hint = _rerun_hint(item)
+    if hint:
+        say(hint)
+
+
+def _rerun_hint(item: Any) -> str | None:
+    """What to do after an export that did not finish: the same export again resumes it."""
+    if item.state == "cancelled" and item.files_done < item.files_total:
+        return ("run the same export again to finish it: the files already exported are "
+                "verified, not fetched again")
+    if item.state == "failed" and item.files_failed and not item.error:
+        return (f"run the same export again once the cause is fixed: it fetches only the "
+                f"{item.files_failed} file(s) that failed")
+    return None
 
 
 def _state(state: str) -> str:

@@ -151,6 +151,20 @@ def _without_part_count(checksum: str) -> str:
     return checksum.split("-", 1)[0]
 
 
+def _bucket_advice(bucket: str, error: DestinationError) -> str | None:
+    """What to do when S3 answers a bucket check with 404 or 403 (HEAD answers carry no code)."""
+    cause = error.__cause__
+    if not isinstance(cause, ClientError):
+        return None
+    status = cause.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    if status == 404:
+        return f"S3 bucket {bucket} does not exist: create it, or name another in --s3"
+    if status == 403:
+        return (f"S3 denied access to bucket {bucket}: check that these credentials may list "
+                "and write it")
+    return None
+
+
 @contextmanager
 def s3_errors(what: str) -> Iterator[None]:
     """Translate botocore's errors into DestinationError, naming the operation."""
@@ -241,8 +255,11 @@ class S3Destination:
         return Verdict(False, stored)
 
     def check(self) -> None:
-        with s3_errors(f"reach bucket {self.bucket}"):
-            self.client.head_bucket(Bucket=self.bucket)
+        try:
+            with s3_errors(f"reach bucket {self.bucket}"):
+                self.client.head_bucket(Bucket=self.bucket)
+        except DestinationError as error:
+            raise DestinationError(_bucket_advice(self.bucket, error) or str(error)) from error
 
     def existing_paths(self) -> set[str] | None:
         """Keys under the prefix, from one listing (a thousand per request) instead of one

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -127,3 +128,35 @@ def test_ctrl_c_during_vdr_export_cancels_the_job_and_reports_it(
     report = store.list_reports(jobs_env.engine)[0]
     assert report.state == "cancelled" and report.files_done < report.files_total
     assert "cancelled" in output
+
+
+def test_a_report_of_an_unfinished_export_says_to_run_it_again_on_unbroken_lines(
+    cli: Callable[..., object], jobs_env: JobsEnv
+) -> None:
+    long_path = "/Legal/" + "Share purchase agreement, execution version " * 3 + ".pdf"
+    now = datetime.now(UTC)
+    failed = store.Report(
+        id="r-failed", job_id="j-failed", kind="export", room_id="room-1",
+        room_name="Project Falcon", requested_by="U1", state="failed",
+        destinations=["/exports/falcon"], files_total=600, files_done=598, files_failed=2,
+        failures=[{"path": long_path, "reason": "TransportError: GET timed out after 30 s"}],
+        created_at=now, finished_at=now,
+    )
+    cancelled = failed.model_copy(update={
+        "id": "r-cancelled", "job_id": "j-cancelled", "state": "cancelled", "files_done": 384,
+        "files_failed": 0, "failures": [],
+    })
+    for report in (failed, cancelled):
+        store.insert_job(jobs_env.engine, store.JobRecord(
+            id=report.job_id, kind="export", room_id="room-1", room_name="Project Falcon",
+            requested_by="U1", state=report.state, destinations=report.destinations,
+            created_at=now,
+        ), params={})
+        store.save_report(jobs_env.engine, report)
+
+    failed_text = cli("report", "r-failed").output  # type: ignore[attr-defined]
+    cancelled_text = cli("report", "r-cancelled").output  # type: ignore[attr-defined]
+
+    assert "fetches only the 2 file(s) that failed" in failed_text
+    assert f"failed {long_path}: TransportError: GET timed out after 30 s\n" in failed_text
+    assert "run the same export again to finish it" in cancelled_text

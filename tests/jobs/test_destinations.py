@@ -253,3 +253,13 @@ def test_an_endpoint_nobody_answers_is_called_unreachable(
 
     with pytest.raises(DestinationError, match="S3 unreachable .*EndpointConnectionError"):
         dest.check()
+
+
+def test_a_missing_bucket_is_named_with_what_to_do(
+    s3_env: str, pool: ThreadPoolExecutor
+) -> None:
+    dest = S3Destination(make_s3_client(max_attempts=1), "no-such-bucket-here", "room",
+                         part_pool=pool)
+
+    with pytest.raises(DestinationError, match="bucket no-such-bucket-here does not exist: create"):
+        dest.check()
