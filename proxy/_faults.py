@@ -30,6 +30,10 @@ from proxy.backends._common import parse_size
 FAULTS_ENV = "VDR_FAULTS"
 """Environment variable holding faults as `p429=0.05,p5xx=0.05,cut=0.02,drop=0.01,...`."""
 
+_DOCUMENTED_KEYS = ("p429", "p5xx", "cut", "drop", "latency_ms", "bandwidth", "seed",
+                    "retry_after")
+"""The keys README and .env.example use; `_ALIASES` also takes a few other spellings."""
+
 _ALIASES = {
     "latency": "latency_ms",
     "latency_ms": "latency_ms",
@@ -81,15 +85,14 @@ class FaultConfig:
 
     @classmethod
     def parse(cls, text: str, base: FaultConfig | None = None) -> FaultConfig:
-        """Faults from `key=value,...` (keys: p429, p5xx, cut, drop, latency_ms, bandwidth,
-        seed, retry_after), on top of `base`."""
+        """Faults from `key=value,...` (keys: `_DOCUMENTED_KEYS`), on top of `base`."""
         values: dict[str, Any] = {}
         for pair in filter(None, (part.strip() for part in text.split(","))):
             key, sep, raw = pair.partition("=")
             name = _ALIASES.get(key.strip().lower())
             if name is None or not sep:
-                known = ", ".join(sorted(set(_ALIASES) - set(_ALIASES.values())))
-                raise ValueError(f"unknown fault {pair!r}; use key=value with keys like {known}")
+                known = ", ".join(_DOCUMENTED_KEYS)
+                raise ValueError(f"unknown fault {pair!r}; use key=value with the keys {known}")
             values[name] = _convert(name, raw.strip())
         return replace(base or cls(), **values)
 

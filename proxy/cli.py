@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import logging
+import socket
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -73,6 +75,20 @@ def _backend(options: dict[str, Any]) -> Backend:
         room_purge=options["room_purge"],
         hash_max_bytes=options["hash_max_bytes"],
     )
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Refuse at once, with what to do, when another program holds the port: uvicorn would
+    report it only after this command announced that it serves there."""
+    try:
+        with socket.create_server((host, port)):
+            pass
+    except OSError as error:
+        if error.errno == errno.EADDRINUSE:
+            raise click.ClickException(
+                f"port {port} on {host} is in use: stop what holds it, or pass --port"
+            ) from error
+        raise click.ClickException(f"cannot serve on {host}:{port}: {error.strerror}") from error
 
 
 def _is_loopback(host: str) -> bool:
@@ -154,6 +170,7 @@ def proxy(**options: Any) -> None:
         )
 
     app = build_app(backend, token=token, faults=faults)
+    _check_port_free(options["host"], options["port"])
     click.echo(
         f"vdr proxy: {backend.name} backend on http://{options['host']}:{options['port']} "
         f"(token {'required' if token else 'not required'}; faults: {faults.describe()}; "

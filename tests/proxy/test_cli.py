@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -134,3 +135,14 @@ def test_bad_options_are_refused_before_serving(
 
     assert result.exit_code == 2
     assert message in result.output
+
+
+def test_a_port_in_use_is_refused_with_what_to_do() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(proxy, ["--backend", "synthetic", "--host", "127.0.0.1",
+                                            "--port", str(port)])
+
+    assert result.exit_code == 1
+    assert f"port {port} on 127.0.0.1 is in use" in result.output and "--port" in result.output
+    assert "backend on http" not in result.output  # nothing announced as served

@@ -302,3 +302,8 @@ def test_fault_text_parses(text: str, expected: FaultConfig) -> None:
 def test_bad_fault_text_is_refused(text: str) -> None:
     with pytest.raises(ValueError):
         FaultConfig.parse(text)
+
+
+def test_an_unknown_fault_is_answered_with_the_keys_the_docs_use() -> None:
+    with pytest.raises(ValueError, match="the keys p429, p5xx, cut, drop, latency_ms, bandwidth"):
+        FaultConfig.parse("p503=0.1")
