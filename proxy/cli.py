@@ -130,8 +130,8 @@ def _is_loopback(host: str) -> bool:
 @click.option(
     "--hostile-names",
     is_flag=True,
-    help="synthetic: add rooms and names built to "
-    "break exporters (traversal, separators, control characters, twins ...).",
+    help="synthetic: add a room of names built to break exporters (traversal, separators, "
+    "control characters, twins ...), and mix such names into the other rooms' folders too.",
 )
 @click.option(
     "--room-purge",
