@@ -322,17 +322,41 @@ def reports(room: str | None, limit: int, as_json: bool) -> None:
 @click.argument("report_id")
 @click.option("--json", "as_json", is_flag=True, help="The report as JSON.")
 def report(report_id: str, as_json: bool) -> None:
-    """Show one report (by report id or job id)."""
+    """Show one report (by report id or job id); of a job still running, where it stands."""
     from jobs import store
+    from jobs.api import FINAL_STATES
 
-    _, engine = _services()
+    redis, engine = _services()
     found = store.get_report(engine, report_id)
     if found is None:
+        job = store.get_job(engine, report_id)
+        if job is not None and job.state not in FINAL_STATES:
+            _print_unfinished(job, redis, engine)
+            return
         raise _fail(f"no report {report_id!r}; `vdr reports` lists them", EXIT_NOT_FOUND)
     if as_json:
         click.echo(found.model_dump_json(indent=2))
         return
     _print_report(found)
+
+
+def _print_unfinished(job: Any, redis: Any, engine: Any) -> None:
+    """A job with no report yet: where it stands, and how to stop it."""
+    from jobs.api import read_progress
+
+    say = functools.partial(_console().print, soft_wrap=True)
+    say(f"[bold]{_shown(job.room_name)}[/] ({job.room_id}) {job.kind} {_state(job.state)} — job "
+        f"{job.id}, asked by {_shown(job.requested_by)}; its report comes when it ends")
+    try:
+        progress = read_progress(job.id, redis=redis, engine=engine)
+    except Exception as error:  # Redis away: the state from SQL is still worth showing
+        say(f"progress unknown: {type(error).__name__}")
+    else:
+        eta = f", about {progress.eta_s:.0f}s left" if progress.eta_s else ""
+        say(f"files {progress.files_done}/{progress.files_total}, "
+            f"{human_size(progress.bytes_done)} of {human_size(progress.bytes_total)}, "
+            f"{progress.retries} retries{eta}")
+    say(f"`vdr cancel {job.id}` stops it")
 
 
 def _print_report(item: Any) -> None:

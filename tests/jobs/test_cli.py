@@ -160,3 +160,15 @@ def test_a_report_of_an_unfinished_export_says_to_run_it_again_on_unbroken_lines
     assert "fetches only the 2 file(s) that failed" in failed_text
     assert f"failed {long_path}: TransportError: GET timed out after 30 s\n" in failed_text
     assert "run the same export again to finish it" in cancelled_text
+
+
+def test_vdr_report_of_a_running_job_says_where_it_stands_and_how_to_stop_it(
+    cli: Callable[..., object], jobs_env: JobsEnv
+) -> None:
+    queued = cli("export", "Project Alpha", "--enqueue", "--to", str(jobs_env.tmp / "q"))
+    job_id = queued.output.split("job ")[1].split()[0]  # type: ignore[attr-defined]
+
+    shown = cli("report", job_id).output  # type: ignore[attr-defined]
+
+    assert f"job {job_id}" in shown and "queued" in shown and "files 0/0" in shown
+    assert f"vdr cancel {job_id}" in shown
