@@ -100,6 +100,12 @@ def test_vdr_db_upgrade_migrates_a_new_database(
     assert after["current"] == after["head"] is not None
 
 
+def _as_if_in_the_foreground() -> None:
+    """Ctrl-C as a terminal's foreground job gets it. A suite run as a background job (CI, or
+    `... &`) has SIGINT ignored, every child would inherit that, and rightly keep it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_during_vdr_export_cancels_the_job_and_reports_it(
     jobs_env: JobsEnv, make_proxy: Callable[..., ProxyServer],
     synthetic_backend: Callable[..., object],
@@ -110,7 +116,8 @@ def test_ctrl_c_during_vdr_export_cancels_the_job_and_reports_it(
     vdr = Path(sys.executable).parent / "vdr"
     env = jobs_env.worker_env(server.url, VDR_EXPORT_CONCURRENCY="2")
     process = subprocess.Popen([str(vdr), "export", "bench-small", "--to", str(jobs_env.tmp)],
-                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               preexec_fn=_as_if_in_the_foreground)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:  # mid-export: some files done, most not
         jobs = api.list_jobs(engine=jobs_env.engine)
