@@ -9,12 +9,11 @@ import logging
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 import httpx
 import pytest
 
-from proxy import FaultConfig, ProxyServer, RoomSpec, SyntheticBackend
+from proxy import FaultConfig, ProxyServer, SyntheticBackend
 from tests.client._fakes import (
     CAPABILITIES,
     BrokenStream,
@@ -22,9 +21,9 @@ from tests.client._fakes import (
     PiecedStream,
     make_client,
 )
+from tests.fixtures.ranged import OneFileRoom, one_file_room
 from vdr_client import (
     IntegrityError,
-    Item,
     NotFound,
     RetryEvent,
     RetryPolicy,
@@ -434,30 +433,9 @@ BIG = 3 * 1024 * 1024 + 12_345
 @pytest.fixture
 def big_file(
     make_proxy: Callable[..., ProxyServer], synthetic_backend: Callable[..., SyntheticBackend]
-) -> tuple[ProxyServer, SyntheticBackend, Item, bytes]:
+) -> OneFileRoom:
     """A proxy serving one room of one file of a few MiB, that file's item and its bytes."""
-    backend = synthetic_backend(specs=[RoomSpec("Big", files=1, file_size=BIG, folders=0)])
-    server = make_proxy(backend)
-    with VdrClient(server.url) as client:
-        room = client.find_room("Big")
-        (item,) = client.iter_children(room.root_folder_id)
-        whole = bytearray()
-        client.download(item.id, whole.extend, expected_size=item.size)
-    return server, backend, item, bytes(whole)
-
-
-def asked_ranges(backend: SyntheticBackend) -> list[tuple[int, int | None]]:
-    """From now on, every (start, end) the proxy asks `backend` for past its first look."""
-    asked: list[tuple[int, int | None]] = []
-    original = backend.open_content
-
-    def recording(file_id: str, start: int = 0, end: int | None = None) -> Any:
-        if end is not None:  # the proxy opens the whole file first, to learn its size
-            asked.append((start, end))
-        return original(file_id, start, end)
-
-    backend.open_content = recording  # type: ignore[method-assign]
-    return asked
+    return one_file_room(make_proxy, synthetic_backend, "Big", BIG)
 
 
 SPANS = [(0, 1024 * 1024), (1024 * 1024 + 17, 1024 * 1024), (BIG - 1000, 1000), (0, BIG)]
@@ -465,10 +443,10 @@ SPANS = [(0, 1024 * 1024), (1024 * 1024 + 17, 1024 * 1024), (BIG - 1000, 1000), 
 
 @pytest.mark.parametrize(("offset", "length"), SPANS)
 def test_a_span_from_the_proxy_arrives_exactly_through_cuts_and_drops(
-    big_file: tuple[ProxyServer, SyntheticBackend, Item, bytes], offset: int, length: int
+    big_file: OneFileRoom, offset: int, length: int
 ) -> None:
-    server, backend, item, whole = big_file
-    asked = asked_ranges(backend)
+    server, item, whole = big_file.server, big_file.item, big_file.data
+    asked = big_file.record_ranges().spans
     reasons: list[str] = []
     policy = RetryPolicy(attempts=20, base_delay_s=0.01, max_delay_s=0.05, deadline_s=60)
     server.set_faults(FaultConfig(p_cut=0.5, p_drop=0.2, seed=8))  # cut, drop, cut, ...
@@ -485,9 +463,9 @@ def test_a_span_from_the_proxy_arrives_exactly_through_cuts_and_drops(
 
 
 def test_parts_from_the_proxy_at_once_make_up_the_file(
-    big_file: tuple[ProxyServer, SyntheticBackend, Item, bytes],
+    big_file: OneFileRoom,
 ) -> None:
-    server, _, item, whole = big_file
+    server, item, whole = big_file.server, big_file.item, big_file.data
     part = 512 * 1024
     server.set_faults(FaultConfig(p_cut=0.3, p_drop=0.1, seed=9))
     policy = RetryPolicy(attempts=20, base_delay_s=0.01, max_delay_s=0.05, deadline_s=60)
@@ -508,9 +486,9 @@ def test_parts_from_the_proxy_at_once_make_up_the_file(
 
 
 def test_a_span_past_the_end_of_the_proxys_file_is_an_integrity_error(
-    big_file: tuple[ProxyServer, SyntheticBackend, Item, bytes],
+    big_file: OneFileRoom,
 ) -> None:
-    server, _, item, _ = big_file
+    server, item = big_file.server, big_file.item
     out = Recorder()
 
     with VdrClient(server.url) as client, pytest.raises(IntegrityError, match="got"):

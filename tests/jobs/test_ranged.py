@@ -26,7 +26,7 @@ from jobs.s3_dest import S3Destination, composite_checksum, direct_puts_for, mak
 from jobs.store import Report
 from proxy import FaultConfig, ProxyServer, SyntheticBackend
 from tests.fixtures.jobs import JobsEnv, export_services
-from tests.fixtures.ranged import LARGE_SIZE, PART_SIZE, LargeRoom, large_room
+from tests.fixtures.ranged import LARGE_SIZE, PART_SIZE, OneFileRoom, large_room
 from vdr_client import RetryPolicy, VdrClient
 
 LIMITS = {"part_size": PART_SIZE, "multipart_threshold": PART_SIZE}
@@ -36,7 +36,7 @@ LIMITS = {"part_size": PART_SIZE, "multipart_threshold": PART_SIZE}
 @pytest.fixture
 def room(
     make_proxy: Callable[..., ProxyServer], synthetic_backend: Callable[..., SyntheticBackend]
-) -> LargeRoom:
+) -> OneFileRoom:
     return large_room(make_proxy, synthetic_backend)
 
 
@@ -54,12 +54,12 @@ def expected_checksum(data: bytes, part_size: int = PART_SIZE) -> str:
     )
 
 
-def export(room: LargeRoom, env: JobsEnv, *, s3: bool = True, **config: Any) -> Report:
+def export(room: OneFileRoom, env: JobsEnv, *, s3: bool = True, **config: Any) -> Report:
     services = export_services(room.server.url, env, **{**LIMITS, **config})
     return run(room, env, services, s3=s3)
 
 
-def run(room: LargeRoom, env: JobsEnv, services: Any, *, s3: bool = True) -> Report:
+def run(room: OneFileRoom, env: JobsEnv, services: Any, *, s3: bool = True) -> Report:
     report = api.run_export(
         room_ref="Large", s3_url=f"s3://{env.bucket}/archive" if s3 else None,
         requested_by="U1", redis=env.redis, engine=env.engine, client=VdrClient(room.server.url),
@@ -110,7 +110,7 @@ def within_parts(spans: list[tuple[int, int]], size: int) -> bool:
 
 
 def test_a_large_file_lands_byte_identical_on_disk_and_in_s3_through_cuts_and_drops(
-    jobs_env: JobsEnv, room: LargeRoom
+    jobs_env: JobsEnv, room: OneFileRoom
 ) -> None:
     asked = room.record_ranges()
     room.server.set_faults(FaultConfig(p_cut=0.3, p_drop=0.1, seed=8, retry_after_s=0.05))
@@ -137,7 +137,7 @@ def test_a_large_file_lands_byte_identical_on_disk_and_in_s3_through_cuts_and_dr
 
 
 def test_a_local_only_export_takes_the_large_file_in_ranges(
-    jobs_env: JobsEnv, room: LargeRoom
+    jobs_env: JobsEnv, room: OneFileRoom
 ) -> None:
     asked = room.record_ranges()
 
@@ -155,7 +155,7 @@ def test_a_local_only_export_takes_the_large_file_in_ranges(
 
 
 def test_an_s3_failure_mid_way_leaves_no_object_no_open_upload_and_no_local_file(
-    jobs_env: JobsEnv, room: LargeRoom
+    jobs_env: JobsEnv, room: OneFileRoom
 ) -> None:
     services = export_services(room.server.url, jobs_env, **LIMITS)
 
@@ -208,7 +208,7 @@ def destinations(
 
 
 def mover(
-    room: LargeRoom, task: FileTask, dests: list[Any], *, budget: ByteBudget | None = None,
+    room: OneFileRoom, task: FileTask, dests: list[Any], *, budget: ByteBudget | None = None,
     stop: threading.Event | None = None, on_bytes: Callable[[FileTask, int], None] | None = None,
     client: VdrClient | None = None, **options: Any,
 ) -> RangedMove:
@@ -228,7 +228,7 @@ def nothing_left(tmp_path: Path, bucket: str) -> bool:
 
 @pytest.mark.parametrize(("capacity_parts", "in_flight", "direct"), [(2, 8, True), (16, 3, False)])
 def test_the_parts_in_memory_stay_within_the_budget_and_the_parts_in_flight(
-    room: LargeRoom, s3_env: str, tmp_path: Path, pool: ThreadPoolExecutor,
+    room: OneFileRoom, s3_env: str, tmp_path: Path, pool: ThreadPoolExecutor,
     capacity_parts: int, in_flight: int, direct: bool,
 ) -> None:
     budget = PeakBudget(capacity_parts * PART_SIZE)
@@ -245,7 +245,7 @@ def test_the_parts_in_memory_stay_within_the_budget_and_the_parts_in_flight(
 
 
 def test_a_cancel_mid_way_aborts_every_destination(
-    room: LargeRoom, s3_env: str, tmp_path: Path, pool: ThreadPoolExecutor
+    room: OneFileRoom, s3_env: str, tmp_path: Path, pool: ThreadPoolExecutor
 ) -> None:
     stop = threading.Event()
     budget = ByteBudget(64 * PART_SIZE)
@@ -265,7 +265,7 @@ def test_a_cancel_mid_way_aborts_every_destination(
 
 
 def test_bytes_that_differ_from_the_sources_hash_are_committed_nowhere(
-    room: LargeRoom, s3_env: str, tmp_path: Path, pool: ThreadPoolExecutor
+    room: OneFileRoom, s3_env: str, tmp_path: Path, pool: ThreadPoolExecutor
 ) -> None:
     task = room.task(hashes={"sha256": hashlib.sha256(b"another file").hexdigest()})
 
@@ -276,7 +276,7 @@ def test_bytes_that_differ_from_the_sources_hash_are_committed_nowhere(
 
 
 def test_a_part_whose_download_fails_is_fetched_again_and_the_retry_reported(
-    room: LargeRoom, s3_env: str, tmp_path: Path, pool: ThreadPoolExecutor
+    room: OneFileRoom, s3_env: str, tmp_path: Path, pool: ThreadPoolExecutor
 ) -> None:
     reasons: list[str] = []
     room.server.set_faults(FaultConfig(p_drop=0.4, seed=1))
