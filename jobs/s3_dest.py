@@ -71,29 +71,28 @@ def make_s3_client(max_connections: int = 64, *, max_attempts: int = 5) -> Any:
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
     )
-    with _clients_lock:
-        return _session().client("s3", config=config)
+    with _sessions_lock:
+        session, _ = _sessions_for_env()
+        return session.client("s3", config=config)
 
 
 _S3_ENV = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_ACCESS_KEY_ID",
            "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE")
 _clients: dict[tuple[Any, ...], Any] = {}
-_sessions: dict[tuple[Any, ...], Any] = {}
-_clients_lock = threading.Lock()  # boto3 sessions are not thread-safe
+_clients_lock = threading.Lock()  # two threads asking at once wait for one client, not build two
+_sessions: dict[tuple[Any, ...], tuple[Any, Any]] = {}  # boto3's session and botocore's under it
+_sessions_lock = threading.Lock()  # boto3 sessions are not thread-safe
 
 
 def shared_s3_client(max_connections: int = 64) -> Any:
     """One S3 client per configuration and process (boto3 clients are thread-safe; building
     one is slow). Keyed by process id too: a forked child never uses its parent's sockets."""
     key = (os.getpid(), max_connections, *(os.environ.get(name) for name in _S3_ENV))
-    with _shared_lock:  # two threads asking at once wait for one client, not build two
+    with _clients_lock:
         client = _clients.get(key)
         if client is None:
             client = _clients[key] = make_s3_client(max_connections)
     return client
-
-
-_shared_lock = threading.Lock()
 
 
 def warm_up_s3() -> None:
@@ -107,30 +106,27 @@ def warm_up_s3() -> None:
 def direct_puts_for(client: Any, max_connections: int = 64) -> DirectPuts | None:
     """Direct PUTs for a client of `make_s3_client` (None without credentials: boto3 will say
     what is missing)."""
-    with _clients_lock:
-        session = _session()
+    with _sessions_lock:
+        session, core = _sessions_for_env()
         credentials = session.get_credentials()
-        verify = _botocore_sessions[id(session)].get_config_variable("ca_bundle") or True
+        verify = core.get_config_variable("ca_bundle") or True
     if credentials is None:
         return None
     return DirectPuts(client, credentials, verify=verify, max_connections=max_connections)
 
 
-_botocore_sessions: dict[int, Any] = {}
-
-
-def _session() -> Any:
-    """One boto3 session per configuration: its loader caches the service models."""
+def _sessions_for_env() -> tuple[Any, Any]:
+    """One boto3 session per configuration (its loader caches the service models), with the
+    botocore session under it, which answers configuration questions such as the CA bundle."""
     import boto3
     import botocore.session
 
     key = tuple(os.environ.get(name) for name in _S3_ENV)
-    session = _sessions.get(key)
-    if session is None:
+    pair = _sessions.get(key)
+    if pair is None:
         core = botocore.session.Session()
-        session = _sessions[key] = boto3.session.Session(botocore_session=core)
-        _botocore_sessions[id(session)] = core
-    return session
+        pair = _sessions[key] = (boto3.session.Session(botocore_session=core), core)
+    return pair
 
 
 def b64_sha256(data: bytes) -> str:
