@@ -36,8 +36,9 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from jobs import defaults
+from jobs._hashing import verified_sha256
 from jobs.destinations import Destination
-from jobs.errors import Cancelled, DestinationError, VerificationFailed
+from jobs.errors import Cancelled, DestinationError
 from jobs.flow import ByteBudget
 from jobs.local_dest import LocalDestination
 from jobs.plan import FileTask
@@ -170,7 +171,7 @@ class RangedMove:
         try:
             self._open_writers()
             self._move_parts()
-            sha256 = self._verified_sha256()
+            sha256 = verified_sha256(self.task, self._folded, self.hashers)
             checksums = [writer.commit_parts(sha256) for writer in self._objects]
             return sha256, checksums + [writer.commit(sha256) for writer in self._files]
         except BaseException:
@@ -303,16 +304,6 @@ class RangedMove:
 
     def _halted(self) -> bool:
         return self._halt.is_set() or self.stop.is_set()
-
-    def _verified_sha256(self) -> str:
-        if self._folded != self.task.size:
-            raise VerificationFailed(f"got {self._folded} bytes, the room lists {self.task.size}")
-        digests = {algo: hasher.hexdigest() for algo, hasher in self.hashers.items()}
-        for algo, declared in self.task.hashes.items():
-            if algo in digests and digests[algo] != declared:
-                raise VerificationFailed(f"{algo} of the bytes differs from the source's")
-        return digests["sha256"]
-
 
 class _Progress:
     """Bytes of a file received so far, counted part by part as each is in."""

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from jobs._hashing import hashers_for, verified_sha256
 from jobs.destinations import Destination, Expected, Verdict, Writer
 from jobs.errors import Cancelled, DestinationError, JobsError, VerificationFailed
 from jobs.flow import AdaptiveLimit, ByteBudget
@@ -122,7 +123,7 @@ class FileMover:
         if part_size is None:
             return self._download(task, missing)
         return RangedMove(
-            self.client, task, missing, part_size=part_size, hashers=_hashers(task),
+            self.client, task, missing, part_size=part_size, hashers=hashers_for(task),
             budget=self.budget, stop=self.stop, on_bytes=self.on_bytes, on_retry=self.on_retry,
         ).run()
 
@@ -136,13 +137,13 @@ class FileMover:
             ordered = sorted(missing, key=lambda dest: dest.memory_for(1) == 0)
             attempt = _Attempt(
                 writers=[dest.open(task.written_path, task.size) for dest in ordered],
-                hashers=_hashers(task),
+                hashers=hashers_for(task),
             )
             try:
                 with self._source_turn():
                     self.client.download(task.item_id, self._tee(task, attempt),
                                          expected_size=task.size)
-                sha256 = self._check(task, attempt)
+                sha256 = verified_sha256(task, attempt.written, attempt.hashers)
                 return sha256, [writer.commit(sha256) for writer in attempt.writers]
             except BaseException:
                 for writer in attempt.writers:
@@ -176,27 +177,9 @@ class FileMover:
 
         return write
 
-    def _check(self, task: FileTask, attempt: _Attempt) -> str:
-        if attempt.written != task.size:
-            raise VerificationFailed(f"got {attempt.written} bytes, the room lists {task.size}")
-        digests = {algo: hasher.hexdigest() for algo, hasher in attempt.hashers.items()}
-        for algo, declared in task.hashes.items():
-            if algo in digests and digests[algo] != declared:
-                raise VerificationFailed(f"{algo} of the bytes differs from the source's")
-        return digests["sha256"]
-
-
 def _expected(task: FileTask) -> Expected:
     sha256 = task.hashes.get("sha256") or task.known_sha256
     return Expected(task.size, sha256, task.known_s3_checksum)
-
-
-def _hashers(task: FileTask) -> dict[str, hashlib._Hash]:
-    hashers = {"sha256": hashlib.sha256()}
-    for algo in task.hashes:
-        if algo not in hashers and algo in hashlib.algorithms_guaranteed:
-            hashers[algo] = hashlib.new(algo)
-    return hashers
 
 
 def _s3_checksum(verdicts: Sequence[Verdict]) -> str | None:
