@@ -12,7 +12,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from jobs.errors import Cancelled
 
 log = logging.getLogger("vdr.jobs.flow")
 
@@ -59,6 +62,20 @@ class AdaptiveLimit:
                 self._cond.wait(0.2)
             self._in_flight += 1
             return True
+
+    @contextmanager
+    def slot(self, stop: threading.Event) -> Iterator[None]:
+        """Hold one slot for the block; its outcome (raised or not) feeds the limit.
+
+        Raises Cancelled when `stop` is set while waiting for the slot."""
+        if not self.acquire(stop):
+            raise Cancelled("stopped while waiting for the source")
+        success = False
+        try:
+            yield
+            success = True
+        finally:
+            self.release(success=success)
 
     def release(self, *, success: bool) -> None:
         with self._cond:

@@ -7,8 +7,10 @@ source serves ranges, a large file is instead cut into parts (the S3 part size),
 `RANGED_PARTS_IN_FLIGHT` at once, and each part is
 
 1. downloaded as one span of the file into a buffer of its own (the client resumes inside it),
-   each chunk, while still in the CPU's cache, also written at its offset into the local temp
-   file and added to the part's SHA-256 (its S3 ChecksumSHA256, which also signs its upload);
+   in one of the source's download slots, from the same version of the file as every other part
+   (the ETags must agree); each chunk, while still in the CPU's cache, also written at its
+   offset into the local temp file and added to the part's SHA-256 (its S3 ChecksumSHA256,
+   which also signs its upload);
 2. uploaded as S3 part N from the buffer;
 3. folded, in file order, into the whole file's SHA-256 (and the source's own algorithm).
 
@@ -39,17 +41,25 @@ from jobs import defaults
 from jobs._hashing import verified_sha256
 from jobs.destinations import Destination
 from jobs.errors import Cancelled, DestinationError
-from jobs.flow import ByteBudget
+from jobs.flow import AdaptiveLimit, ByteBudget
 from jobs.local_dest import LocalDestination
 from jobs.plan import FileTask
-from vdr_client import BadRequest, NotFound, Unauthorized, VdrClient, VdrError
+from vdr_client import (
+    BadRequest,
+    NotFound,
+    Unauthorized,
+    VdrClient,
+    VdrError,
+    VersionChanged,
+    VersionPin,
+)
 
 __all__ = ["FileWriter", "Part", "PartWriter", "RangedMove", "part_size_for", "plan_parts"]
 
 log = logging.getLogger("vdr.jobs.ranged")
 
-_FINAL_ERRORS = (NotFound, Unauthorized, BadRequest)
-"""Errors another attempt at a part cannot fix."""
+_FINAL_ERRORS = (NotFound, Unauthorized, BadRequest, VersionChanged)
+"""Errors another attempt at a part cannot fix (a changed file needs all its parts afresh)."""
 
 _WAIT_S = 0.2
 """Longest a thread waits for a slot or its turn before looking whether the move halted."""
@@ -134,6 +144,7 @@ class RangedMove:
         part_size: int,
         hashers: dict[str, hashlib._Hash],
         budget: ByteBudget,
+        source_limit: AdaptiveLimit,
         stop: threading.Event,
         on_bytes: Callable[[FileTask, int], None],
         on_retry: Callable[[FileTask, str], None],
@@ -148,6 +159,7 @@ class RangedMove:
         self.parts = plan_parts(task.size, part_size)
         self.hashers = hashers
         self.budget = budget
+        self.source_limit = source_limit
         self.stop = stop
         self.on_retry = on_retry
         self.parts_in_flight = parts_in_flight
@@ -161,6 +173,7 @@ class RangedMove:
         self._failure: BaseException | None = None
         self._halt = threading.Event()  # a part failed: the others stop at their next step
         self._progress = _Progress(task, on_bytes)
+        self._version = VersionPin()
 
     def run(self) -> tuple[str, list[str | None]]:
         """Move the file; its SHA-256 and each destination's S3 checksum (None for local).
@@ -265,10 +278,11 @@ class RangedMove:
                 writer.write_at(part.offset + filled, chunk)
             filled += len(chunk)
 
-        self.client.download(
-            self.task.item_id, write, expected_size=self.task.size, offset=part.offset,
-            length=part.length,
-        )
+        with self.source_limit.slot(self.stop):
+            self.client.download(
+                self.task.item_id, write, expected_size=self.task.size, offset=part.offset,
+                length=part.length, pin=self._version,
+            )
         for writer in self._files:
             writer.written(part.offset, part.length)
         # Once per part, not per chunk: K threads taking a lock for every 64 KiB that arrives

@@ -11,8 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from jobs._hashing import hashers_for, verified_sha256
@@ -52,7 +51,8 @@ class _Attempt:
 class FileMover:
     """Exports files one call at a time; safe to use from many threads at once.
 
-    `source_limit` bounds the downloads in flight, and only them: a file whose bytes are in
+    `source_limit` bounds the downloads in flight (each part of a file moved in ranges is one),
+    and only them: a file whose bytes are in
     gives its turn to the next download before it is committed (an S3 PUT, a rename), so the
     source's latency overlaps the destinations' work instead of adding to it.
     """
@@ -124,7 +124,8 @@ class FileMover:
             return self._download(task, missing)
         return RangedMove(
             self.client, task, missing, part_size=part_size, hashers=hashers_for(task),
-            budget=self.budget, stop=self.stop, on_bytes=self.on_bytes, on_retry=self.on_retry,
+            budget=self.budget, source_limit=self.source_limit, stop=self.stop,
+            on_bytes=self.on_bytes, on_retry=self.on_retry,
         ).run()
 
     def _download(self, task: FileTask, missing: list[Destination]) -> tuple[str, list[str | None]]:
@@ -140,7 +141,7 @@ class FileMover:
                 hashers=hashers_for(task),
             )
             try:
-                with self._source_turn():
+                with self.source_limit.slot(self.stop):
                     self.client.download(task.item_id, self._tee(task, attempt),
                                          expected_size=task.size)
                 sha256 = verified_sha256(task, attempt.written, attempt.hashers)
@@ -151,18 +152,6 @@ class FileMover:
                 raise
         finally:
             self.budget.release(reserved)
-
-    @contextmanager
-    def _source_turn(self) -> Iterator[None]:
-        """One of the downloads the source limit allows; its outcome feeds the limit."""
-        if not self.source_limit.acquire(self.stop):
-            raise Cancelled("stopped while waiting for the source")
-        success = False
-        try:
-            yield
-            success = True
-        finally:
-            self.source_limit.release(success=success)
 
     def _tee(self, task: FileTask, attempt: _Attempt) -> Callable[[bytes], None]:
         def write(chunk: bytes) -> None:

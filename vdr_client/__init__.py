@@ -1,6 +1,7 @@
 """Typed client of the canonical VDR API (v1)."""
 
 from vdr_client._client import VdrClient
+from vdr_client._download import VersionPin
 from vdr_client._errors import (
     AmbiguousRoom,
     ApiError,
@@ -16,6 +17,7 @@ from vdr_client._errors import (
     Unauthorized,
     UnsafeRedirect,
     VdrError,
+    VersionChanged,
     error_for_status,
 )
 from vdr_client._models import (
@@ -62,6 +64,8 @@ __all__ = [
     "UnsafeRedirect",
     "VdrClient",
     "VdrError",
+    "VersionChanged",
+    "VersionPin",
     "error_for_status",
     "parse_retry_after",
 ]

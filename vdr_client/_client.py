@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from vdr_client._download import Download, DownloadSession
+from vdr_client._download import Download, DownloadSession, VersionPin
 from vdr_client._errors import (
     AmbiguousRoom,
     BadRequest,
@@ -247,12 +247,14 @@ class VdrClient:
         expected_size: int | None = None,
         offset: int = 0,
         length: int | None = None,
+        pin: VersionPin | None = None,
     ) -> int:
         """Stream a file from `offset` into `write`, resuming after cuts; the bytes written.
 
         With `length`, only that many bytes from `offset` are fetched (one Range request per
         attempt, each answer checked against the exact span), so that parts of one file can be
-        downloaded at once; `expected_size` stays the size of the whole file.
+        downloaded at once; `expected_size` stays the size of the whole file. Spans given the
+        same `pin` must all come from one version of the file (VersionChanged otherwise).
         """
         _check_span(offset, length, expected_size)
         path = f"/v1/files/{quote_id(file_id)}/content"
@@ -263,7 +265,7 @@ class VdrClient:
             resolve=self._resolve,
             budget=self._budget("GET", path),
         )
-        written = Download(session, path, write, expected_size, offset, length).run()
+        written = Download(session, path, write, expected_size, offset, length, pin=pin).run()
         log.debug("downloaded %s: %d bytes from offset %d", file_id, written, offset)
         return written
 

@@ -15,7 +15,8 @@ continues exactly where the last one stopped:
 A download may also be bounded to a span of the file (`length` bytes from `offset`), so that
 several parts of one file can be fetched at once. Every attempt then asks for the rest of the
 span only, a 206 must announce exactly that rest, and no byte outside the span is ever written:
-a 200 (a server that ignored the Range) is read only up to the span's end.
+a 200 (a server that ignored the Range) is read only up to the span's end. The spans of one file
+share a `VersionPin`, so that parts of two versions of it are never put together.
 
 Redirects are followed only as `_redirects` allows, and never with the Authorization header.
 """
@@ -24,12 +25,19 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import httpx
 
-from vdr_client._errors import ApiError, IntegrityError, TransportError, UnsafeRedirect
+from vdr_client._errors import (
+    ApiError,
+    IntegrityError,
+    TransportError,
+    UnsafeRedirect,
+    VersionChanged,
+)
 from vdr_client._http import failure_from_response, httpx_errors
 from vdr_client._redirects import Resolver, check_redirect
 from vdr_client._retry import FailedAttempt, Failure, RetryBudget, parse_retry_after
@@ -45,6 +53,36 @@ NOT_READY_WAIT_S = 1.0
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.IGNORECASE)
 _UNSATISFIED_RANGE = re.compile(r"^\s*bytes\s+\*/(\d+)\s*$", re.IGNORECASE)
+
+
+class VersionPin:
+    """The one version of a file that every span of it must come from.
+
+    Spans fetched at once each see the ETag of their own answer. The first ETag seen pins the
+    file; an answer with another one raises VersionChanged. A source that sends no ETag cannot
+    be pinned, and the whole file's hash is then the only check left."""
+
+    def __init__(self) -> None:
+        self._etag: str | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def etag(self) -> str | None:
+        return self._etag
+
+    def check(self, path: str, etag: str | None) -> None:
+        """Pin `etag` if nothing is pinned yet; raise VersionChanged if another one is."""
+        if etag is None:
+            return
+        with self._lock:
+            if self._etag is None:
+                self._etag = etag
+            pinned = self._etag
+        if etag != pinned:
+            raise VersionChanged(
+                f"GET {path}: the file changed on the source while its parts were fetched "
+                f"(ETag {pinned}, then {etag})"
+            )
 
 
 @dataclass
@@ -71,6 +109,7 @@ class Download:
     position: int = 0
     total: int | None = None
     etag: str | None = None
+    pin: VersionPin | None = None
     _skip: int = field(default=0, repr=False)
     _end: int | None = field(default=None, repr=False)
 
@@ -225,6 +264,8 @@ class Download:
             self.etag = etag
         elif etag is not None and etag != self.etag:
             raise IntegrityError(f"GET {self.path}: the file changed during the download")
+        if self.pin is not None:
+            self.pin.check(self.path, etag)
 
     def _same_strong_etag(self, response: httpx.Response) -> bool:
         etag = response.headers.get("ETag")

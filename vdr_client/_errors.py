@@ -13,7 +13,8 @@
     │   ├── RateLimited         429: retried by the client; raised when retries run out
     │   └── ServerError         5xx: retried by the client; raised when retries run out
     └── IntegrityError          bytes received do not match the size, range or hash promised
-        └── UnsafeRedirect      a redirect pointed somewhere the backend did not declare
+        ├── UnsafeRedirect      a redirect pointed somewhere the backend did not declare
+        └── VersionChanged      parts of one file came from two versions of it
 
 Every httpx exception is translated at one point in the client, so callers catch only these.
 """
@@ -109,6 +110,10 @@ class IntegrityError(VdrError):
 
 class UnsafeRedirect(IntegrityError):
     """A content redirect pointed at a host the backend did not declare as a download host."""
+
+
+class VersionChanged(IntegrityError):
+    """The file changed on the source while its parts were being fetched; fetch it afresh."""
 
 
 _BY_STATUS: dict[int, type[ApiError]] = {

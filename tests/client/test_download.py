@@ -29,6 +29,8 @@ from vdr_client import (
     RetryPolicy,
     UnsafeRedirect,
     VdrClient,
+    VersionChanged,
+    VersionPin,
 )
 
 DATA = os.urandom(300_000)
@@ -423,6 +425,43 @@ def test_a_span_outside_the_expected_size_is_refused_at_once(offset: int, length
         )
 
     assert seen == []
+
+
+
+def fetch_spans(handler: Callable[[httpx.Request], httpx.Response], pin: VersionPin) -> bytes:
+    """DATA fetched as two spans of one file sharing `pin`, the second first."""
+    client, half = make_client(handler), len(DATA) // 2
+    second, first = Recorder(), Recorder()
+    client.download("f1", second, offset=half, length=len(DATA) - half, pin=pin)
+    client.download("f1", first, offset=0, length=half, pin=pin)
+    return bytes(first.buffer + second.buffer)
+
+
+def test_spans_sharing_a_pin_come_from_one_version() -> None:
+    seen, handler = content_api(lambda n, request: serve(DATA, request))
+    pin = VersionPin()
+
+    assert fetch_spans(handler, pin) == DATA
+    assert pin.etag == ETAG and len(seen) == 2
+
+
+def test_a_span_of_another_version_is_refused_for_good() -> None:
+    seen, handler = content_api(
+        lambda n, request: serve(DATA, request, etag=ETAG if n == 0 else '"v2"')
+    )
+
+    with pytest.raises(VersionChanged, match='ETag "v1", then "v2"'):
+        fetch_spans(handler, VersionPin())
+
+    assert len(seen) == 2  # not retried: another try would meet the same version
+
+
+def test_spans_without_etags_pass_the_pin() -> None:
+    seen, handler = content_api(lambda n, request: serve(DATA, request, etag=None))
+    pin = VersionPin()
+
+    assert fetch_spans(handler, pin) == DATA
+    assert pin.etag is None
 
 
 # -- spans against the real proxy ----------------------------------------------------------

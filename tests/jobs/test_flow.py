@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import threading
 
+import pytest
+
+from jobs.errors import Cancelled
 from jobs.flow import AdaptiveLimit, ByteBudget
 from jobs.manifest import ManifestEntry, encode_lines, parse_lines
 from jobs.plan import FileTask, split_shards
@@ -58,6 +61,23 @@ def test_acquire_blocks_at_the_limit_and_a_stop_releases_the_waiter() -> None:
     waiter.join(2)
     assert result == [False]
 
+
+
+def test_a_slot_counts_only_blocks_that_end_well_and_a_stop_cancels_the_wait() -> None:
+    limit = AdaptiveLimit(1, maximum=2)
+    stop = threading.Event()
+
+    with pytest.raises(OSError), limit.slot(stop):
+        raise OSError("cut")
+    assert (limit.in_flight, limit.limit) == (0, 1)  # a failure does not grow the limit
+    with limit.slot(stop):
+        assert limit.in_flight == 1
+    assert (limit.in_flight, limit.limit) == (0, 2)
+
+    stop.set()
+    assert limit.acquire(stop) and limit.acquire(stop)  # both slots taken ...
+    with pytest.raises(Cancelled), limit.slot(stop):  # ... so the stop ends the wait
+        pytest.fail("the block ran without a slot")
 
 def test_byte_budget_waits_until_bytes_are_given_back() -> None:
     budget = ByteBudget(100)

@@ -5,6 +5,7 @@ cancel, a local-only export, and the memory budget respected."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
 import threading
@@ -18,7 +19,7 @@ from botocore.exceptions import ConnectionClosedError
 
 from jobs import api, defaults
 from jobs.errors import Cancelled, VerificationFailed
-from jobs.flow import ByteBudget
+from jobs.flow import AdaptiveLimit, ByteBudget
 from jobs.local_dest import LocalDestination
 from jobs.plan import FileTask
 from jobs.ranged import RangedMove, plan_parts
@@ -27,7 +28,7 @@ from jobs.store import Report
 from proxy import FaultConfig, ProxyServer, SyntheticBackend
 from tests.fixtures.jobs import JobsEnv, export_services
 from tests.fixtures.ranged import LARGE_SIZE, PART_SIZE, OneFileRoom, large_room
-from vdr_client import RetryPolicy, VdrClient
+from vdr_client import RetryPolicy, VdrClient, VersionChanged
 
 LIMITS = {"part_size": PART_SIZE, "multipart_threshold": PART_SIZE}
 """Engine limits that make the large file a multipart upload of five parts."""
@@ -209,15 +210,46 @@ def destinations(
 
 def mover(
     room: OneFileRoom, task: FileTask, dests: list[Any], *, budget: ByteBudget | None = None,
-    stop: threading.Event | None = None, on_bytes: Callable[[FileTask, int], None] | None = None,
-    client: VdrClient | None = None, **options: Any,
+    source_limit: AdaptiveLimit | None = None, stop: threading.Event | None = None,
+    on_bytes: Callable[[FileTask, int], None] | None = None, client: VdrClient | None = None,
+    **options: Any,
 ) -> RangedMove:
     return RangedMove(
         client or VdrClient(room.server.url), task, dests, part_size=PART_SIZE,
         hashers={"sha256": hashlib.sha256()}, budget=budget or ByteBudget(1024 * PART_SIZE),
-        stop=stop or threading.Event(), on_bytes=on_bytes or (lambda task, written: None),
+        source_limit=source_limit or AdaptiveLimit(8), stop=stop or threading.Event(),
+        on_bytes=on_bytes or (lambda task, written: None),
         on_retry=lambda task, reason: None, **options,
     )
+
+
+def change_version_from(room: OneFileRoom, offset: int, *, times: int) -> None:
+    """The next `times` ranges from `offset` on are served as another version of the file."""
+    original = room.backend.open_content
+    left = [times]
+
+    def another_version(file_id: str, start: int = 0, end: int | None = None) -> Any:
+        content = original(file_id, start, end)
+        if end is None or start < offset or left[0] == 0:
+            return content
+        left[0] -= 1
+        return dataclasses.replace(content, etag=content.etag + "-changed")
+
+    room.backend.open_content = another_version  # type: ignore[method-assign]
+
+
+class PeakLimit(AdaptiveLimit):
+    """An AdaptiveLimit that counts its slots taken and the most held at once."""
+
+    def __init__(self, initial: int) -> None:
+        super().__init__(initial)
+        self.peak = self.taken = 0
+
+    def acquire(self, stop: threading.Event | None = None) -> bool:
+        acquired = super().acquire(stop)
+        self.taken += acquired
+        self.peak = max(self.peak, self.in_flight)
+        return acquired
 
 
 def nothing_left(tmp_path: Path, bucket: str) -> bool:
@@ -291,3 +323,41 @@ def test_a_part_whose_download_fails_is_fetched_again_and_the_retry_reported(
     assert (tmp_path / "out" / room.item.name).read_bytes() == room.data
     assert reasons and all(reason.startswith("part ") for reason in reasons)
     assert len(reasons) == room.server.faults.counts["drop"]
+
+
+def test_parts_of_two_versions_of_the_file_are_committed_nowhere(
+    room: OneFileRoom, s3_env: str, tmp_path: Path, pool: ThreadPoolExecutor
+) -> None:
+    change_version_from(room, 2 * PART_SIZE, times=100)
+    task = room.task(hashes={})  # no hash from the source: only the ETags can tell
+
+    with pytest.raises(VersionChanged, match="changed on the source"):
+        mover(room, task, destinations(tmp_path, s3_env, pool)).run()
+
+    assert nothing_left(tmp_path, s3_env)
+
+
+def test_a_file_that_changed_mid_way_is_fetched_again_whole(
+    jobs_env: JobsEnv, room: OneFileRoom
+) -> None:
+    change_version_from(room, 3 * PART_SIZE, times=1)
+
+    report = export(room, jobs_env)
+
+    assert report.state == "succeeded", report.failures
+    assert (Path(report.destinations[0]) / room.item.name).read_bytes() == room.data
+    (retry,) = report.retried
+    assert retry["path"] == f"/{room.item.name}" and "changed on the source" in retry["reason"]
+
+
+def test_every_part_downloads_in_one_of_the_sources_slots(
+    room: OneFileRoom, s3_env: str, tmp_path: Path, pool: ThreadPoolExecutor
+) -> None:
+    limit = PeakLimit(2)
+
+    mover(room, room.task(), destinations(tmp_path, s3_env, pool), source_limit=limit,
+          parts_in_flight=4).run()
+
+    assert (tmp_path / "out" / room.item.name).read_bytes() == room.data
+    assert limit.taken == len(plan_parts(LARGE_SIZE, PART_SIZE)) and 0 < limit.peak <= 2
+    assert limit.in_flight == 0
