@@ -28,7 +28,7 @@ from jobs.plan import ExportSpec
 from jobs.progress import emit_event
 from jobs.s3_dest import S3Destination, direct_puts_for, parse_s3_url, shared_s3_client
 from jobs.state import JobState
-from vdr_client import RetryEvent, VdrClient
+from vdr_client import RetryEvent, RetryPolicy, VdrClient
 
 __all__ = ["ClientFactory", "Services", "open_client", "open_destinations", "warm_s3_client"]
 
@@ -58,8 +58,12 @@ def open_client(
         state.record_retry(path, event.reason)
         emit_retry(services.redis, spec.job_id, path, event.reason)
 
-    connections = services.config.max_concurrency + services.config.list_concurrency
-    client = services.client_factory(on_retry=on_retry or record, max_connections=connections)
+    config = services.config
+    connections = config.max_concurrency + config.list_concurrency
+    client = services.client_factory(
+        on_retry=on_retry or record, max_connections=connections,
+        retry=RetryPolicy(attempts=config.source_attempts),
+    )
     try:
         yield client
     finally:

@@ -24,6 +24,7 @@ class EngineConfig(BaseSettings):
     shard_max_files: int = Field(default=defaults.SHARD_MAX_FILES, ge=1)
     shard_max_bytes: int = Field(default=defaults.SHARD_MAX_BYTES, ge=1)
     file_attempts: int = Field(default=defaults.FILE_ATTEMPTS, ge=1)
+    source_attempts: int = Field(default=defaults.SOURCE_ATTEMPTS, ge=1)
     lease_s: float = Field(default=defaults.LEASE_S, gt=0)
     reap_interval_s: float = Field(default=defaults.REAP_INTERVAL_S, gt=0)
     progress_interval_s: float = Field(default=defaults.PROGRESS_INTERVAL_S, ge=0)

@@ -56,6 +56,12 @@ SHARD_MAX_BYTES = 4 * 1024 * MiB
 FILE_ATTEMPTS = 3
 """Times one file is tried from scratch (after the client's own retries) before it is failed."""
 
+SOURCE_ATTEMPTS = 12
+"""Attempts at each request to the source in an export, the first included (`vdr rooms` makes
+three, a client eight by default): an archive that runs for hours should wait out a VDR or
+proxy gone for a few minutes. The backoff doubles from 0.2 s up to 30 s with full jitter, so
+twelve attempts wait about 70 s in all, and each file is tried `FILE_ATTEMPTS` times."""
+
 LEASE_S = 30
 """A task's lease: a worker that stops renewing it for this long is considered dead."""
 

@@ -209,6 +209,43 @@ def test_with_faults_injected_nothing_is_missing_or_wrong_and_retries_are_report
     assert server.faults.counts["cut"] > 0
 
 
+
+@pytest.mark.parametrize("source_attempts", [12, 1])
+def test_an_export_waits_out_a_source_that_is_gone_for_seconds_as_configured(
+    jobs_env: JobsEnv, make_proxy: Callable[..., ProxyServer], directory_root: Path,
+    source_attempts: int,
+) -> None:
+    server = make_proxy(DirectoryBackend(directory_root))
+    services = export_services(server.url, jobs_env, source_attempts=source_attempts,
+                               file_attempts=1)
+    engine_client = services.client_factory
+    outage_over = threading.Timer(3.0, server.set_faults, args=(None,))
+
+    def client_meeting_an_outage(**options: Any) -> VdrClient:
+        """The engine's clients; from the first one on, every request is dropped for 3 s."""
+        if not outage_over.is_alive() and not outage_over.finished.is_set():
+            server.set_faults(FaultConfig(p_drop=1.0))
+            outage_over.start()
+        return engine_client(**options)
+
+    services.client_factory = client_meeting_an_outage
+
+    report = api.run_export(
+        room_ref="Project Alpha", s3_url=f"s3://{jobs_env.bucket}/archive", requested_by="U1",
+        redis=jobs_env.redis, engine=jobs_env.engine, client=VdrClient(server.url),
+        local_root=str(jobs_env.tmp / "exports"), services=services,
+    )
+    outage_over.cancel()
+
+    assert report is not None
+    if source_attempts == 1:  # no retry: the listing meets the outage and the job fails
+        assert report.state == "failed" and "connection dropped" in (report.error or ""), report
+        return
+    assert report.state == "succeeded", report
+    assert report.retries > 0, report
+    assert len(local_files(report)) == len(s3_files(jobs_env, report)) == report.files_total
+
+
 def big_room(tmp_path: Path) -> Path:
     room = tmp_path / "rooms" / "Big Room"
     room.mkdir(parents=True)
