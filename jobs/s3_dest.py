@@ -16,10 +16,10 @@ import re
 import tempfile
 import threading
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from botocore.exceptions import (
     BotoCoreError,
@@ -321,6 +321,9 @@ class S3Destination:
             log.warning("could not abort multipart upload of %s: %s", key, error)
 
 
+_T = TypeVar("_T")
+
+
 class S3Writer:
     """One object being uploaded; visible only after `commit`."""
 
@@ -381,20 +384,29 @@ class S3Writer:
         body = self._take(self._buffered)
         sha256_hex = sha256_hex or hashlib.sha256(body).hexdigest()
         checksum = hex_to_b64(sha256_hex)
+        bucket = self._dest.bucket
+        self._send(
+            f"store {self._key}",
+            lambda direct: direct.put_object(bucket, self._key, body, sha256_hex, checksum),
+            lambda: self._client.put_object(
+                Bucket=bucket, Key=self._key, Body=body,
+                ChecksumAlgorithm="SHA256", ChecksumSHA256=checksum,
+            ),
+        )
+        return checksum
+
+    def _send(
+        self, what: str, directly: Callable[[DirectPuts], _T], through_boto3: Callable[[], _T]
+    ) -> _T:
+        """One PUT: sent `directly` when this destination may, else (or when a direct PUT could
+        not be sent at all) `through_boto3`, whose errors are told as failing to `what`."""
         if self._dest.direct is not None:
             try:
-                self._dest.direct.put_object(
-                    self._dest.bucket, self._key, body, sha256_hex, checksum
-                )
-                return checksum
+                return directly(self._dest.direct)
             except NotSent as why:
-                log.debug("direct PUT of %s not sent (%s): through boto3", self._key, why)
-        with s3_errors(f"store {self._key}"):
-            self._client.put_object(
-                Bucket=self._dest.bucket, Key=self._key, Body=body,
-                ChecksumAlgorithm="SHA256", ChecksumSHA256=checksum,
-            )
-        return checksum
+                log.debug("%s: not sent directly (%s), so through boto3", what, why)
+        with s3_errors(what):
+            return through_boto3()
 
     def _complete(self) -> str:
         parts = [part.result() for part in self._parts]
@@ -448,30 +460,21 @@ class S3Writer:
             self._slots.release()
 
     def _put_part(self, number: int, data: bytes | bytearray, sha256: bytes) -> dict[str, Any]:
-        """Upload part `number` (directly, else through boto3); its entry for the completion."""
+        """Upload part `number` of the started upload; its entry for the completion."""
         checksum = base64.b64encode(sha256).decode()
-        etag = self._direct_part(number, data, sha256.hex(), checksum)
-        if etag is None:
-            with s3_errors(f"upload part {number} of {self._key}"):
-                etag = self._client.upload_part(
-                    Bucket=self._dest.bucket, Key=self._key, UploadId=self._upload_id,
-                    PartNumber=number, Body=data, ChecksumSHA256=checksum,
-                )["ETag"]
+        bucket, upload_id = self._dest.bucket, self._upload_id
+        if upload_id is None:
+            raise DestinationError(f"part {number} of {self._key} given before its upload began")
+        etag: str = self._send(
+            f"upload part {number} of {self._key}",
+            lambda direct: direct.upload_part(bucket, self._key, upload_id, number, data,
+                                              sha256.hex(), checksum),
+            lambda: self._client.upload_part(
+                Bucket=bucket, Key=self._key, UploadId=upload_id, PartNumber=number,
+                Body=data, ChecksumSHA256=checksum,
+            )["ETag"],
+        )
         return {"PartNumber": number, "ETag": etag, "ChecksumSHA256": checksum}
-
-    def _direct_part(
-        self, number: int, data: bytes | bytearray, sha256_hex: str, checksum: str
-    ) -> str | None:
-        """The part's ETag, or None when it was not sent directly (boto3's turn)."""
-        direct = self._dest.direct
-        if direct is None or self._upload_id is None:
-            return None
-        try:
-            return direct.upload_part(self._dest.bucket, self._key, self._upload_id, number,
-                                      data, sha256_hex, checksum)
-        except NotSent as why:
-            log.debug("direct part %d of %s not sent (%s): through boto3", number, self._key, why)
-            return None
 
     def _raise_if_failed(self) -> None:
         if self._failure is not None:
