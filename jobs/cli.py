@@ -34,6 +34,7 @@ from vdr_client import (
     VdrClient,
     VdrError,
 )
+from vdr_ops.output import make_console
 
 EXIT_FAILED, EXIT_NOT_FOUND, EXIT_AUTH, EXIT_UNREACHABLE, EXIT_INTERRUPTED = 1, 3, 4, 5, 130
 
@@ -49,7 +50,7 @@ def _shown(text: str) -> str:
 
 
 def _console(stderr: bool = False) -> Console:
-    return Console(highlight=False, stderr=stderr)
+    return make_console(stderr=stderr)
 
 
 def _fail(message: str, code: int) -> click.exceptions.Exit:

@@ -34,6 +34,7 @@ from vdr_client import (
     VdrClient,
     VdrError,
 )
+from vdr_ops.output import make_console
 from vdr_ops.settings import get_settings
 
 CLI_RETRY = RetryPolicy(attempts=3, base_delay_s=0.2, max_delay_s=2.0, deadline_s=20.0)
@@ -49,7 +50,7 @@ R = TypeVar("R")
 
 
 def _console() -> Console:
-    return Console(highlight=False)
+    return make_console()
 
 
 def _client() -> VdrClient:
@@ -57,7 +58,7 @@ def _client() -> VdrClient:
 
 
 def _fail(message: str, code: int) -> click.exceptions.Exit:
-    Console(stderr=True, highlight=False).print(Text.assemble(("error: ", "bold red"), message))
+    make_console(stderr=True).print(Text.assemble(("error: ", "bold red"), message))
     return click.exceptions.Exit(code)
 
 
@@ -105,7 +106,7 @@ def _print_candidates(exc: AmbiguousRoom) -> None:
     table = _rooms_table(f"Rooms matching {exc.ref!r}")
     for room in exc.candidates:
         _add_room_row(table, room)
-    console = Console(stderr=True, highlight=False)
+    console = make_console(stderr=True)
     console.print(table)
     if exc.total > len(exc.candidates):
         console.print(f"... and {exc.total - len(exc.candidates)} more")

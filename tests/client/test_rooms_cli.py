@@ -184,3 +184,19 @@ def test_a_missing_token_points_at_vdr_api_token(
     assert wrong.exit_code == 4 and "refused the token in VDR_API_TOKEN" in wrong.stderr
     assert "a-wrong-token" not in wrong.output
     assert right.exit_code == 0, right.output
+
+
+def test_piped_output_keeps_each_room_on_one_line_whatever_its_length(
+    env: pytest.MonkeyPatch, make_proxy: Callable[..., ProxyServer],
+    synthetic_backend: Callable[..., SyntheticBackend],
+) -> None:
+    long_name = "Project " + " ".join(["Kingfisher"] * 12)  # far wider than 80 columns
+    server = make_proxy(synthetic_backend(specs=[RoomSpec(long_name, files=1, file_size=10)]))
+    env.setenv("VDR_API_URL", server.url)
+    env.delenv("COLUMNS")  # as in `vdr rooms search | grep ...`
+
+    result = vdr("rooms", "search")
+
+    assert result.exit_code == 0, result.output
+    (row,) = [line for line in result.stdout.splitlines() if "Kingfisher" in line]
+    assert long_name in row and "…" not in row

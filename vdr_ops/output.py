@@ -1,0 +1,25 @@
+"""Where the commands print: one Rich console setup for every `vdr` command."""
+
+from __future__ import annotations
+
+import os
+
+from rich.console import Console
+
+__all__ = ["WIDTH_WHEN_PIPED", "make_console"]
+
+WIDTH_WHEN_PIPED = 1000
+"""Columns a console assumes when its output is a file or another program, not a terminal."""
+
+
+def make_console(*, stderr: bool = False) -> Console:
+    """A console for command output, on stdout or stderr.
+
+    On a terminal, tables and messages fit its width. Piped into a file or another program,
+    Rich would assume 80 columns, folding a long room name over two lines and cutting others
+    short with an ellipsis; there a row stays on one line instead, so that what a script
+    greps for is whole. `COLUMNS`, when set, decides in both cases."""
+    console = Console(highlight=False, stderr=stderr)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console.width = WIDTH_WHEN_PIPED
+    return console
