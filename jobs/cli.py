@@ -35,6 +35,7 @@ from vdr_client import (
     VdrError,
 )
 from vdr_ops.output import make_console
+from vdr_ops.params import room_argument
 
 EXIT_FAILED, EXIT_NOT_FOUND, EXIT_AUTH, EXIT_UNREACHABLE, EXIT_INTERRUPTED = 1, 3, 4, 5, 130
 
@@ -108,7 +109,7 @@ def _check_redis(redis: Any) -> None:
 
 
 @click.command()
-@click.argument("room")
+@room_argument("room")
 @click.option("--to", "local_root", metavar="DIR",
               help="Export root folder (default: the runtime settings' export root).")
 @click.option("--no-local", is_flag=True, help="Export to S3 only.")

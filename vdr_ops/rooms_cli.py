@@ -35,6 +35,7 @@ from vdr_client import (
     VdrError,
 )
 from vdr_ops.output import make_console
+from vdr_ops.params import room_argument
 from vdr_ops.settings import get_settings
 
 CLI_RETRY = RetryPolicy(attempts=3, base_delay_s=0.2, max_delay_s=2.0, deadline_s=20.0)
@@ -181,7 +182,7 @@ def _when(moment: datetime) -> str:
 
 
 @rooms.command()
-@click.argument("room_ref", metavar="ROOM")
+@room_argument("room_ref")
 @_explain_errors
 def show(room_ref: str) -> None:
     """Every field of one room, by id or by (unambiguous) name."""
@@ -220,7 +221,7 @@ def _bytes(count: int) -> str:
 
 
 @rooms.command()
-@click.argument("room_ref", metavar="ROOM")
+@room_argument("room_ref")
 @click.option("--depth", type=click.IntRange(min=1), default=2, show_default=True,
               help="Folder levels to show below the room.")
 @_explain_errors

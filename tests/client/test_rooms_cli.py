@@ -200,3 +200,15 @@ def test_piped_output_keeps_each_room_on_one_line_whatever_its_length(
     assert result.exit_code == 0, result.output
     (row,) = [line for line in result.stdout.splitlines() if "Kingfisher" in line]
     assert long_name in row and "…" not in row
+
+
+@pytest.mark.parametrize("argv", [["rooms", "show", ""], ["rooms", "tree", "  "], ["export", ""]])
+def test_a_blank_room_is_a_usage_error_before_any_request(
+    env: pytest.MonkeyPatch, argv: list[str]
+) -> None:
+    env.setenv("VDR_API_URL", f"http://127.0.0.1:{free_port()}")  # nothing listens: never asked
+
+    result = vdr(*argv)
+
+    assert result.exit_code == 2, result.output
+    assert "give the room's id or its name" in result.output
