@@ -3,7 +3,8 @@
 A task (plan, a shard, finalize) runs only in the process holding its lease in Redis. The
 holder renews it every third of the lease time from a thread of its own, which also watches
 the job's cancel flag; a process that dies stops renewing, the lease expires, and the reaper
-(`jobs.tasks.requeue_abandoned`) queues the task again.
+(`jobs.tasks.requeue_abandoned`) queues the task again. A task that raises is marked queued
+again before its lease goes: RQ retries it, and the reaper must not take it for a dead one.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from contextlib import contextmanager
 from jobs.config import EngineConfig
 from jobs.state import JobState, shard_task
 
-__all__ = ["MAX_TASK_ATTEMPTS", "LeaseKeeper", "claim_shards", "held_lease"]
+__all__ = ["MAX_TASK_ATTEMPTS", "LeaseKeeper", "claim_shards", "held_lease", "requeued"]
 
 log = logging.getLogger("vdr.jobs.export")
 
@@ -104,5 +105,18 @@ def held_lease(state: JobState, task: str, config: EngineConfig) -> Iterator[boo
     keeper.start()
     try:
         yield True
+    except BaseException:
+        requeued(state, [task])
+        raise
     finally:
         keeper.close()
+
+
+def requeued(state: JobState, tasks: Sequence[str]) -> None:
+    """Mark the tasks among `tasks` still running as queued: they raised, and wait for RQ's
+    retry. Called while their leases are still held, so the reaper never sees them running
+    without one (which is how a dead worker's task looks)."""
+    current = state.tasks()
+    for task in tasks:
+        if current.get(task) == "running":
+            state.set_task(task, "queued")

@@ -173,13 +173,11 @@ def _run_inline(spec: ExportSpec, services: export_engine.Services) -> Report | 
         if export_engine.shards_ready_for_finalize(JobState(services.redis, spec.job_id)):
             return export_engine.finalize(spec, services)
     except (*PERMANENT_ERRORS, JobsError, VdrError) as error:
-        return export_engine.fail_job(spec, services, f"{type(error).__name__}: {error}",
-                                      tidy=True)
+        return export_engine.fail_job_on(spec, services, error)
     except Exception as error:  # closed here, or the reaper hands its steps to workers forever
         log.error("job %s: inline export stopped: %r", spec.job_id, error,
                   exc_info=log.isEnabledFor(logging.DEBUG))
-        return export_engine.fail_job(spec, services, f"{type(error).__name__}: {error}",
-                                      tidy=True)
+        return export_engine.fail_job_on(spec, services, error)
     return None
 
 

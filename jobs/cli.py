@@ -34,7 +34,7 @@ from vdr_client import (
     VdrClient,
     VdrError,
 )
-from vdr_ops.output import make_console
+from vdr_ops.output import make_console, unreachable_message
 from vdr_ops.params import room_argument
 
 EXIT_FAILED, EXIT_NOT_FOUND, EXIT_AUTH, EXIT_UNREACHABLE, EXIT_INTERRUPTED = 1, 3, 4, 5, 130
@@ -137,7 +137,10 @@ def export(
     try:
         if enqueue:
             job = api.enqueue_export(**options)
-            _console().print(f"queued export job [bold]{job.id}[/] of {_shown(job.room_name)}")
+            _console().print(
+                f"queued export job [bold]{job.id}[/] of {_shown(job.room_name)}: `vdr worker` "
+                f"runs it; follow it with `vdr report {job.id}`, stop it with "
+                f"`vdr cancel {job.id}`", soft_wrap=True)
             return
         services = Services(redis=redis, engine=engine, client_factory=_noticing(notice))
         report = _run_with_progress({**options, "services": services})
@@ -151,7 +154,7 @@ def export(
         raise _fail(f"gave up: the proxy (VDR_API_URL) did not answer in time ({error}); check "
                     "that it runs and VDR_API_URL points at it", EXIT_UNREACHABLE) from error
     except TransportError as error:
-        raise _fail(f"cannot reach the proxy (VDR_API_URL): {error}", EXIT_UNREACHABLE) from error
+        raise _fail(unreachable_message(error), EXIT_UNREACHABLE) from error
     except (JobsError, VdrError) as error:
         raise _fail(str(error), EXIT_FAILED) from error
     if report is None:
@@ -368,9 +371,12 @@ def _print_report(item: Any) -> None:
     say = functools.partial(console.print, soft_wrap=True)
     say(f"[bold]{_shown(item.room_name)}[/] ({item.room_id}) export {_state(item.state)}"
         f" — report {item.id}, job {item.job_id}, asked by {_shown(item.requested_by)}")
-    say(f"files {item.files_done}/{item.files_total} (already there: {item.files_skipped}, "
-        f"failed: {item.files_failed}), {human_size(item.bytes_done)} of "
-        f"{human_size(item.bytes_total)}, {item.retries} retries, {item.duration_s:.1f}s")
+    if item.files_total == 0 and item.state != "succeeded":  # "0/0" would read as an empty room
+        say(f"files: none listed before it ended, {item.retries} retries, {item.duration_s:.1f}s")
+    else:
+        say(f"files {item.files_done}/{item.files_total} (already there: {item.files_skipped}, "
+            f"failed: {item.files_failed}), {human_size(item.bytes_done)} of "
+            f"{human_size(item.bytes_total)}, {item.retries} retries, {item.duration_s:.1f}s")
     for location in item.manifest_locations:
         say(f"manifest: {_shown(location)}")
     if item.error:

@@ -17,10 +17,11 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 from jobs import store
-from jobs._leases import LeaseKeeper, claim_shards, held_lease
+from jobs._leases import LeaseKeeper, claim_shards, held_lease, requeued
 from jobs._runner import ShardRunner
 from jobs._services import Services, open_client, open_destinations, s3_first
 from jobs.destinations import Destination
+from jobs.errors import DestinationRefused
 from jobs.manifest import ManifestEntry, encode_lines
 from jobs.plan import (
     ExportSpec,
@@ -35,7 +36,8 @@ from jobs.progress import emit_event
 from jobs.state import JobState, shard_number, shard_task
 
 __all__ = [
-    "Services", "fail_job", "finalize", "plan", "run_shards", "shards_ready_for_finalize",
+    "Services", "fail_job", "fail_job_on", "finalize", "plan", "run_shards",
+    "shards_ready_for_finalize",
     "tidy_destinations",
 ]
 
@@ -132,6 +134,9 @@ def run_shards(spec: ExportSpec, numbers: Sequence[int], services: Services) -> 
     try:
         runner = ShardRunner(spec, state, services, keeper.stop)
         finished = runner.run([n for n in numbers if shard_task(n) in held])
+    except BaseException:
+        requeued(state, list(held))
+        raise
     finally:
         keeper.close()
     return finished
@@ -158,7 +163,7 @@ def finalize(spec: ExportSpec, services: Services) -> store.Report | None:
         else:  # stopped before any file: no manifest, and nothing of ours left behind
             tidy_destinations(spec, services)
         report = _report(spec, state, services, locations=locations)
-        _close_job(spec, state, services, report)
+        report = _close_job(spec, state, services, report)
         state.set_task("finalize", "done")
     return report
 
@@ -202,8 +207,14 @@ def fail_job(
         tidy_destinations(spec, services)
     state = JobState(services.redis, spec.job_id)
     report = _report(spec, state, services, locations=[], error=error)
-    _close_job(spec, state, services, report)
-    return report
+    return _close_job(spec, state, services, report)
+
+
+def fail_job_on(spec: ExportSpec, services: Services, error: BaseException) -> store.Report:
+    """End a job that `error` stopped, in the process that ran it, with what it left in its
+    destinations tidied; unless a destination refused at the start, and so holds nothing."""
+    tidy = not isinstance(error, DestinationRefused)
+    return fail_job(spec, services, f"{type(error).__name__}: {error}", tidy=tidy)
 
 
 def tidy_destinations(spec: ExportSpec, services: Services) -> None:
@@ -255,9 +266,15 @@ def _final_state(
     return "succeeded"
 
 
-def _close_job(spec: ExportSpec, state: JobState, services: Services, report: store.Report) -> None:
-    store.save_report(services.engine, report)
-    store.set_job_state(services.engine, spec.job_id, report.state, error=report.error)
+def _close_job(
+    spec: ExportSpec, state: JobState, services: Services, report: store.Report
+) -> store.Report:
+    """Store the report and end the job; the report that stands (a job already over keeps
+    its first one, and nothing is announced again)."""
+    standing = store.close_job(services.engine, report)
+    if standing.id != report.id:
+        log.info("job %s had ended already (%s); its report stands", spec.job_id, standing.state)
+        return standing
     state.set_final_state(report.state)
     summary = report.model_dump(mode="json", include={
         "id", "state", "files_total", "files_done", "files_skipped", "files_failed",
@@ -268,3 +285,4 @@ def _close_job(spec: ExportSpec, state: JobState, services: Services, report: st
     log.info("job %s: %s, %d/%d files, %d failed, %d retries in %.1fs", spec.job_id, report.state,
              report.files_done, report.files_total, report.files_failed, report.retries,
              report.duration_s)
+    return report

@@ -6,6 +6,8 @@
     │   └── ExportAlreadyRunning   the room is already being exported to the same place
     ├── ServiceUnavailable    Redis or the database cannot be reached (names the setting)
     ├── DestinationError      writing to the local disk or to S3 failed
+    │   └── DestinationRefused    the destination cannot take the export at all (read-only,
+    │                             not a folder, no such bucket, access denied): no retry helps
     ├── VerificationFailed    the bytes written differ from what the source promised
     └── Cancelled             someone asked the job to stop
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 __all__ = [
     "Cancelled",
     "DestinationError",
+    "DestinationRefused",
     "ExportAlreadyRunning",
     "InvalidRequest",
     "JobNotFound",
@@ -53,6 +56,10 @@ class ServiceUnavailable(JobsError):
 
 class DestinationError(JobsError):
     """A destination (local directory or S3 prefix) refused a write."""
+
+
+class DestinationRefused(DestinationError):
+    """A destination cannot take the export at all; retrying will not change that."""
 
 
 class VerificationFailed(JobsError):

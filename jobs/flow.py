@@ -3,8 +3,9 @@
 `AdaptiveLimit` is AIMD, as TCP does it: every throttle answer from the source (429, 503)
 halves the number of downloads in flight (a file, or one part of a large file), at most once per
 cool-down since one burst of 429s is one signal, and every download finished adds 1/limit, so
-the limit grows back by one per round of downloads once the source stops complaining. `ByteBudget` bounds the bytes S3 buffers may hold
-across all files, so memory stays flat whatever the file sizes.
+the limit grows back by one per round of downloads once the source stops complaining.
+`ByteBudget` bounds the bytes S3 buffers may hold across all files, so memory stays flat
+whatever the file sizes.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import hashlib
 import logging
 import os
@@ -24,7 +25,7 @@ from typing import BinaryIO
 
 from jobs import defaults
 from jobs.destinations import Expected, Verdict
-from jobs.errors import DestinationError
+from jobs.errors import DestinationError, DestinationRefused
 from jobs.manifest import ManifestEntry, parse_lines
 
 __all__ = ["LocalDestination"]
@@ -32,6 +33,11 @@ __all__ = ["LocalDestination"]
 log = logging.getLogger("vdr.jobs.local")
 
 _READ_SIZE = 1024 * 1024
+
+_REFUSALS = frozenset({errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EEXIST,
+                       errno.EISDIR, errno.ENAMETOOLONG, errno.ELOOP})
+"""What a folder answers when it can never take the export as given; a full disk or an I/O
+error may pass, and is worth another try."""
 
 
 class LocalDestination:
@@ -81,7 +87,10 @@ class LocalDestination:
             probe.write_bytes(b"")
             probe.unlink()
         except OSError as error:
-            raise DestinationError(f"cannot write in {self.root}: {error.strerror}") from error
+            message = f"cannot write in {self.root}: {error.strerror}"
+            if error.errno in _REFUSALS:
+                raise DestinationRefused(message) from error
+            raise DestinationError(message) from error
 
     def existing_paths(self) -> set[str] | None:
         return None  # a stat per file is as cheap as walking the folder

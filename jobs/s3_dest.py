@@ -35,7 +35,7 @@ from botocore.exceptions import (
 from jobs import defaults
 from jobs._s3_direct import DirectPuts, NotSent
 from jobs.destinations import Expected, Verdict
-from jobs.errors import DestinationError, InvalidRequest
+from jobs.errors import DestinationError, DestinationRefused, InvalidRequest
 from jobs.manifest import ManifestEntry, parse_lines
 
 __all__ = [
@@ -255,7 +255,10 @@ class S3Destination:
             with s3_errors(f"reach bucket {self.bucket}"):
                 self.client.head_bucket(Bucket=self.bucket)
         except DestinationError as error:
-            raise DestinationError(_bucket_advice(self.bucket, error) or str(error)) from error
+            advice = _bucket_advice(self.bucket, error)
+            if advice is not None:  # no such bucket, or no access: no retry changes that
+                raise DestinationRefused(advice) from error
+            raise
 
     def existing_paths(self) -> set[str] | None:
         """Keys under the prefix, from one listing (a thousand per request) instead of one

@@ -277,6 +277,30 @@ def save_report(engine: sa.Engine, report: Report) -> Report:
     return report
 
 
+def close_job(engine: sa.Engine, report: Report) -> Report:
+    """End the report's job with it, once; the report that stands.
+
+    In one transaction the job moves from queued or running to the report's state, and the
+    report is stored. A job already over keeps the report it has: a late retry of one of its
+    tasks must not rewrite how and when it ended."""
+    values: dict[str, Any] = {"state": report.state, "finished_at": utcnow()}
+    if report.error is not None:
+        values["error"] = report.error
+    ending = sa.update(JobRow).where(JobRow.id == report.job_id, JobRow.state.in_(ACTIVE_STATES))
+    with Session(engine) as session, session.begin():
+        if session.connection().execute(ending.values(**values)).rowcount == 0:
+            standing = session.scalars(
+                sa.select(ReportRow).where(ReportRow.job_id == report.job_id)
+            ).first()
+            if standing is not None:
+                return _report(standing)
+        for row in session.scalars(sa.select(ReportRow).where(ReportRow.job_id == report.job_id)):
+            session.delete(row)
+        session.flush()
+        session.add(ReportRow(**report.model_dump()))
+    return report
+
+
 def list_reports(engine: sa.Engine, *, room: str | None = None, limit: int = 20) -> list[Report]:
     """Newest reports first; `room` matches a room id or (case-insensitively) part of its name."""
     query = sa.select(ReportRow).order_by(ReportRow.finished_at.desc()).limit(limit)

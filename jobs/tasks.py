@@ -21,7 +21,7 @@ from rq.job import Job, JobStatus
 
 from jobs import defaults, engine, store
 from jobs.config import EngineConfig
-from jobs.errors import InvalidRequest, JobNotFound
+from jobs.errors import DestinationRefused, InvalidRequest, JobNotFound
 from jobs.plan import ExportSpec
 from jobs.state import ACTIVE_JOBS, JobState, active_jobs, shard_number, shard_task
 from vdr_client import BadRequest, NotFound, Unauthorized
@@ -37,7 +37,7 @@ __all__ = [
 
 log = logging.getLogger("vdr.jobs.tasks")
 
-PERMANENT_ERRORS = (NotFound, Unauthorized, BadRequest, InvalidRequest)
+PERMANENT_ERRORS = (NotFound, Unauthorized, BadRequest, InvalidRequest, DestinationRefused)
 """Errors no retry can fix: the job fails at once with the error as its reason."""
 
 RETRY_INTERVALS_S = [5, 30, 120]
@@ -55,6 +55,8 @@ _LIVE = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEF
 def run_export_plan(job_id: str) -> int:
     """List the room, store its shards and queue them; returns the number of shards."""
     services, spec = _context(job_id)
+    if _job_over(services, job_id):
+        return 0
     with _fail_job_when_hopeless(spec, services):
         _refuse_another_proxy(spec)
         numbers = engine.plan(spec, services)
@@ -70,6 +72,8 @@ def run_export_plan(job_id: str) -> int:
 def run_export_shard(job_id: str, number: int) -> list[int]:
     """Export one shard's files; the last shard to finish queues the finalizer."""
     services, spec = _context(job_id)
+    if _job_over(services, job_id):
+        return []
     state = JobState(services.redis, job_id)
     try:
         _refuse_another_proxy(spec)
@@ -86,6 +90,8 @@ def run_export_shard(job_id: str, number: int) -> list[int]:
 def run_export_finalize(job_id: str) -> str | None:
     """Write manifests, clean up and store the report; returns the report id."""
     services, spec = _context(job_id)
+    if _job_over(services, job_id):
+        return None
     with _fail_job_when_hopeless(spec, services):
         report = engine.finalize(spec, services)
         return report.id if report else None
@@ -177,6 +183,7 @@ def _abandoned_tasks(redis: Redis, state: JobState) -> list[str]:
             continue
         if value == "running":
             state.set_task(task, "queued")
+            state.record_retry(f"job step {task}", "its worker stopped; run again")
         abandoned.append(task)
     return abandoned
 
@@ -206,16 +213,27 @@ def _context(job_id: str) -> tuple[engine.Services, ExportSpec]:
     return services, ExportSpec.model_validate(data)
 
 
+def _job_over(services: engine.Services, job_id: str) -> bool:
+    """True for a job that has ended. A task of it may still come by (a retry RQ scheduled
+    before the end, a copy the reaper queued meanwhile): it must neither run the export again
+    nor rewrite the report."""
+    job = store.get_job(services.engine, job_id)
+    if job is None or job.state in store.ACTIVE_STATES:
+        return False
+    log.info("job %s has ended (%s): a leftover task of it does nothing", job_id, job.state)
+    return True
+
+
 @contextmanager
 def _fail_job_when_hopeless(spec: ExportSpec, services: engine.Services) -> Iterator[None]:
     """Fail the job with a report when an error is permanent, or when retries ran out."""
     try:
         yield
     except PERMANENT_ERRORS as error:  # a retry won't help
-        engine.fail_job(spec, services, f"{type(error).__name__}: {error}", tidy=True)
+        engine.fail_job_on(spec, services, error)
     except Exception as error:
         if _last_attempt():
-            engine.fail_job(spec, services, f"{type(error).__name__}: {error}", tidy=True)
+            engine.fail_job_on(spec, services, error)
         raise
 
 

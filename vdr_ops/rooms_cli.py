@@ -34,7 +34,7 @@ from vdr_client import (
     VdrClient,
     VdrError,
 )
-from vdr_ops.output import make_console
+from vdr_ops.output import make_console, unreachable_message
 from vdr_ops.params import room_argument
 from vdr_ops.settings import get_settings
 
@@ -82,19 +82,11 @@ def _explain_errors(command: Callable[P, R]) -> Callable[P, R]:
         except DeadlineExceeded as exc:
             raise _fail(str(exc), EXIT_API) from None
         except TransportError as exc:
-            raise _fail(_unreachable_message(exc), EXIT_UNREACHABLE) from None
+            raise _fail(unreachable_message(exc), EXIT_UNREACHABLE) from None
         except VdrError as exc:
             raise _fail(str(exc), EXIT_API) from None
 
     return wrapper
-
-
-def _unreachable_message(exc: TransportError) -> str:
-    url = get_settings().vdr_api_url
-    return (
-        f"cannot reach the VDR proxy at {url} ({exc}). Start one with `vdr proxy` (or "
-        "`vdr demo` for the whole product on this machine), or point VDR_API_URL at a running one."
-    )
 
 
 def _auth_message(exc: Unauthorized) -> str:

@@ -67,7 +67,10 @@ def test_vdr_export_enqueue_queues_a_job_for_the_workers(
     result = cli("export", "Project Alpha", "--enqueue", "--no-local",
                  "--s3", f"s3://{jobs_env.bucket}/queued")
 
-    assert "queued export job" in result.output  # type: ignore[attr-defined]
+    output = result.output  # type: ignore[attr-defined]
+    assert "queued export job" in output
+    job_id = output.split("job ")[1].split()[0]
+    assert f"vdr report {job_id}" in output and f"vdr cancel {job_id}" in output
     assert Queue("vdr", connection=jobs_env.redis).count == 1
 
 
@@ -167,6 +170,20 @@ def test_a_report_of_an_unfinished_export_says_to_run_it_again_on_unbroken_lines
     assert "fetches only the 2 file(s) that failed" in failed_text
     assert f"failed {long_path}: TransportError: GET timed out after 30 s\n" in failed_text
     assert "run the same export again to finish it" in cancelled_text
+
+
+
+def test_a_report_of_an_export_that_ended_before_listing_does_not_read_as_an_empty_room(
+    cli: Callable[..., object], jobs_env: JobsEnv
+) -> None:
+    blocker = jobs_env.tmp / "a-file"
+    blocker.write_text("not a folder")
+
+    failed = cli("export", "Project Alpha", "--to", str(blocker / "out"), code=1)
+
+    output = failed.output  # type: ignore[attr-defined]
+    assert "files: none listed before it ended" in output and "0/0" not in output
+    assert "Not a directory" in output and "not tidied" not in output
 
 
 def test_vdr_report_of_a_running_job_says_where_it_stands_and_how_to_stop_it(

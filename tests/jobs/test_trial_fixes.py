@@ -395,3 +395,47 @@ def test_a_job_cancelled_before_any_file_leaves_no_folder(
 
     assert report is not None and report.state == "cancelled"
     assert list((jobs_env.tmp / "cancelled").iterdir()) == []
+
+
+def test_a_queued_export_to_a_folder_that_can_never_take_it_fails_at_once(
+    proxy_url: str, jobs_env: JobsEnv
+) -> None:
+    blocker = jobs_env.tmp / "a-file"
+    blocker.write_text("not a folder")
+    job = api.enqueue_export(
+        room_ref="Project Beta", requested_by="U1", redis=jobs_env.redis,
+        engine=jobs_env.engine, client=VdrClient(proxy_url), local_root=str(blocker / "out"))
+    log = jobs_env.tmp / "worker.log"
+
+    worker = start_worker(jobs_env.worker_env(proxy_url), "--burst", log=log)
+    assert worker.wait(timeout=60) == 0, log.read_text()
+
+    # No retry was scheduled: a burst worker leaves a scheduled retry behind, job unfinished.
+    failed = store.get_job(jobs_env.engine, job.id)
+    assert failed is not None and failed.state == "failed", log.read_text()
+    assert "cannot write in" in (failed.error or "") and "Not a directory" in (failed.error or "")
+    assert requeue_abandoned(jobs_env.redis) == []
+
+
+def test_a_task_of_an_ended_job_neither_runs_again_nor_rewrites_its_report(
+    proxy_url: str, jobs_env: JobsEnv
+) -> None:
+    from jobs import tasks
+
+    report = api.run_export(
+        room_ref="Project Beta", requested_by="U1", redis=jobs_env.redis,
+        engine=jobs_env.engine, client=VdrClient(proxy_url), local_root=str(jobs_env.tmp / "out"),
+        services=export_services(proxy_url, jobs_env))
+    assert report is not None and report.state == "succeeded"
+    spec = ExportSpec.model_validate(store.job_params(jobs_env.engine, report.job_id))
+
+    assert tasks.run_export_plan(report.job_id) == 0  # e.g. a retry RQ had scheduled
+    assert tasks.run_export_shard(report.job_id, 0) == []
+    assert tasks.run_export_finalize(report.job_id) is None
+    late = export_engine.fail_job(spec, export_services(proxy_url, jobs_env), "a late failure")
+
+    assert late == report
+    assert store.get_report(jobs_env.engine, report.job_id) == report
+    job = store.get_job(jobs_env.engine, report.job_id)
+    assert job is not None and job.state == "succeeded" and job.error is None
+    assert report.job_id not in active_jobs(jobs_env.redis)
