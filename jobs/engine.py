@@ -212,9 +212,8 @@ def fail_job(
 
 def fail_job_on(spec: ExportSpec, services: Services, error: BaseException) -> store.Report:
     """End a job that `error` stopped, in the process that ran it, with what it left in its
-    destinations tidied; unless a destination refused at the start, and so holds nothing."""
-    tidy = not isinstance(error, DestinationRefused)
-    return fail_job(spec, services, f"{type(error).__name__}: {error}", tidy=tidy)
+    destinations tidied."""
+    return fail_job(spec, services, f"{type(error).__name__}: {error}", tidy=True)
 
 
 def tidy_destinations(spec: ExportSpec, services: Services) -> None:
@@ -223,9 +222,19 @@ def tidy_destinations(spec: ExportSpec, services: Services) -> None:
     try:
         with open_destinations(spec, services) as destinations:
             for dest in destinations:
-                dest.clean_up()
+                _tidy(spec, dest)
     except Exception as error:  # the job's own error is what its report gives
         log.warning("job %s: destinations not tidied: %s", spec.job_id, error)
+
+
+def _tidy(spec: ExportSpec, dest: Destination) -> None:
+    """One destination's clean-up; one that cannot be reached does not stop the others'."""
+    try:
+        dest.clean_up()
+    except DestinationRefused as error:  # a missing bucket, say: the report tells it already
+        log.info("job %s: %s not tidied: %s", spec.job_id, dest.url, error)
+    except Exception as error:
+        log.warning("job %s: %s not tidied: %s", spec.job_id, dest.url, error)
 
 
 def _report(

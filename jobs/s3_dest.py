@@ -251,14 +251,21 @@ class S3Destination:
         return Verdict(False, stored)
 
     def check(self) -> None:
+        with self._bucket_errors(f"reach bucket {self.bucket}"):
+            self.client.head_bucket(Bucket=self.bucket)
+
+    @contextmanager
+    def _bucket_errors(self, what: str) -> Iterator[None]:
+        """`s3_errors` for a call on the whole bucket: a missing or forbidden bucket raises
+        DestinationRefused, saying what to do, since no retry changes that."""
         try:
-            with s3_errors(f"reach bucket {self.bucket}"):
-                self.client.head_bucket(Bucket=self.bucket)
+            with s3_errors(what):
+                yield
         except DestinationError as error:
             advice = _bucket_advice(self.bucket, error)
-            if advice is not None:  # no such bucket, or no access: no retry changes that
-                raise DestinationRefused(advice) from error
-            raise
+            if advice is None:
+                raise
+            raise DestinationRefused(advice) from error
 
     def existing_paths(self) -> set[str] | None:
         """Keys under the prefix, from one listing (a thousand per request) instead of one
@@ -308,10 +315,12 @@ class S3Destination:
         return None  # S3 acknowledges a PUT or a completed upload only once it is stored
 
     def clean_up(self) -> None:
-        """Abort multipart uploads left open under the prefix by a crashed worker."""
+        """Abort multipart uploads left open under the prefix by a crashed worker.
+
+        Raises DestinationRefused when the bucket is missing or forbidden (nothing to do)."""
         prefix = f"{self.prefix}/" if self.prefix else ""
         paginator = self.client.get_paginator("list_multipart_uploads")
-        with s3_errors(f"list open uploads under {self.url}"):
+        with self._bucket_errors(f"list open uploads under {self.url}"):
             for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
                 for upload in page.get("Uploads", []):
                     self._abort(upload["Key"], upload["UploadId"])
