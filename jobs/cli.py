@@ -360,7 +360,7 @@ def _print_unfinished(job: Any, redis: Any, engine: Any) -> None:
         eta = f", about {progress.eta_s:.0f}s left" if progress.eta_s else ""
         say(f"files {progress.files_done}/{progress.files_total}, "
             f"{human_size(progress.bytes_done)} of {human_size(progress.bytes_total)}, "
-            f"{progress.retries} retries{eta}")
+            f"{_retries(progress.retries)}{eta}")
     say(f"`vdr cancel {job.id}` stops it")
 
 
@@ -372,11 +372,11 @@ def _print_report(item: Any) -> None:
     say(f"[bold]{_shown(item.room_name)}[/] ({item.room_id}) export {_state(item.state)}"
         f" — report {item.id}, job {item.job_id}, asked by {_shown(item.requested_by)}")
     if item.files_total == 0 and item.state != "succeeded":  # "0/0" would read as an empty room
-        say(f"files: none listed before it ended, {item.retries} retries, {item.duration_s:.1f}s")
+        say(f"files: none listed before it ended, {_retries(item.retries)}, {item.duration_s:.1f}s")
     else:
         say(f"files {item.files_done}/{item.files_total} (already there: {item.files_skipped}, "
             f"failed: {item.files_failed}), {human_size(item.bytes_done)} of "
-            f"{human_size(item.bytes_total)}, {item.retries} retries, {item.duration_s:.1f}s")
+            f"{human_size(item.bytes_total)}, {_retries(item.retries)}, {item.duration_s:.1f}s")
     for location in item.manifest_locations:
         say(f"manifest: {_shown(location)}")
     if item.error:
@@ -389,6 +389,10 @@ def _print_report(item: Any) -> None:
     if hint:
         say(hint)
 
+
+
+def _retries(count: int) -> str:
+    return "1 retry" if count == 1 else f"{count} retries"
 
 def _rerun_hint(item: Any) -> str | None:
     """What to do after an export that did not finish: the same export again resumes it."""
