@@ -390,9 +390,9 @@ def _print_report(item: Any) -> None:
         say(hint)
 
 
-
 def _retries(count: int) -> str:
     return "1 retry" if count == 1 else f"{count} retries"
+
 
 def _rerun_hint(item: Any) -> str | None:
     """What to do after an export that did not finish: the same export again resumes it."""

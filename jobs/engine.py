@@ -37,8 +37,7 @@ from jobs.state import JobState, shard_number, shard_task
 
 __all__ = [
     "Services", "fail_job", "fail_job_on", "finalize", "plan", "run_shards",
-    "shards_ready_for_finalize",
-    "tidy_destinations",
+    "shards_ready_for_finalize", "tidy_destinations",
 ]
 
 log = logging.getLogger("vdr.jobs.export")

@@ -319,6 +319,7 @@ class RangedMove:
     def _halted(self) -> bool:
         return self._halt.is_set() or self.stop.is_set()
 
+
 class _Progress:
     """Bytes of a file received so far, counted part by part as each is in."""
 

@@ -269,12 +269,17 @@ def set_job_state(
 def save_report(engine: sa.Engine, report: Report) -> Report:
     """Store the report of a job; a second report for the same job replaces the first."""
     with Session(engine) as session, session.begin():
-        existing = session.scalars(sa.select(ReportRow).where(ReportRow.job_id == report.job_id))
-        for row in existing:
-            session.delete(row)
-        session.flush()
-        session.add(ReportRow(**report.model_dump()))
+        _replace_report(session, report)
     return report
+
+
+def _replace_report(session: Session, report: Report) -> None:
+    """Store `report` in place of any earlier report of its job."""
+    existing = session.scalars(sa.select(ReportRow).where(ReportRow.job_id == report.job_id))
+    for row in existing:
+        session.delete(row)
+    session.flush()
+    session.add(ReportRow(**report.model_dump()))
 
 
 def close_job(engine: sa.Engine, report: Report) -> Report:
@@ -294,10 +299,7 @@ def close_job(engine: sa.Engine, report: Report) -> Report:
             ).first()
             if standing is not None:
                 return _report(standing)
-        for row in session.scalars(sa.select(ReportRow).where(ReportRow.job_id == report.job_id)):
-            session.delete(row)
-        session.flush()
-        session.add(ReportRow(**report.model_dump()))
+        _replace_report(session, report)
     return report
 
 

@@ -52,9 +52,9 @@ class FileMover:
     """Exports files one call at a time; safe to use from many threads at once.
 
     `source_limit` bounds the downloads in flight (each part of a file moved in ranges is one),
-    and only them: a file whose bytes are in
-    gives its turn to the next download before it is committed (an S3 PUT, a rename), so the
-    source's latency overlaps the destinations' work instead of adding to it.
+    and only them: a file whose bytes are in gives its turn to the next download before it is
+    committed (an S3 PUT, a rename), so the source's latency overlaps the destinations' work
+    instead of adding to it.
     """
 
     def __init__(
@@ -165,6 +165,7 @@ class FileMover:
             self.on_bytes(task, attempt.written)
 
         return write
+
 
 def _expected(task: FileTask) -> Expected:
     sha256 = task.hashes.get("sha256") or task.known_sha256
